@@ -1,0 +1,56 @@
+//! Decisions taken on commands and connections.
+
+use serde::{Deserialize, Serialize};
+
+/// What happens to a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Forward it.
+    Allow,
+    /// Refuse it; it never reaches the target.
+    Deny,
+    /// Park it until approvers decide.
+    Review,
+}
+
+/// A verdict with the rule that produced it and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Identifier of the deciding rule (`target-access`, a configured rule id, `default`).
+    pub rule: String,
+    /// Human-readable reason.
+    pub reason: String,
+    /// Approval request or grant that turned a review into this decision, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+}
+
+impl Decision {
+    /// An allow decision.
+    pub fn allow(rule: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::new(Verdict::Allow, rule, reason)
+    }
+
+    /// A deny decision.
+    pub fn deny(rule: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::new(Verdict::Deny, rule, reason)
+    }
+
+    /// A decision with any verdict.
+    pub fn new(verdict: Verdict, rule: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            verdict,
+            rule: rule.into(),
+            reason: reason.into(),
+            approval: None,
+        }
+    }
+
+    /// Whether the command may be forwarded.
+    pub fn allows(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+}

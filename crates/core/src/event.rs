@@ -1,0 +1,102 @@
+//! Events: what the gateway records.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Command, Completion, Decision, Identity, Protocol, SessionId, Side, Timestamp};
+
+/// One recorded fact about a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The session it belongs to (connection attempts that failed get their own id).
+    pub session: SessionId,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// An event happening now.
+    pub fn now(session: SessionId, kind: EventKind) -> Self {
+        Self {
+            session,
+            at: Timestamp::now(),
+            kind,
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// An identity authenticated and reached a target.
+    SessionOpened {
+        /// Who.
+        identity: Identity,
+        /// Target name.
+        target: String,
+        /// Target protocol.
+        protocol: Protocol,
+        /// Client address.
+        client_addr: Option<String>,
+        /// Protocol-specific details (client user name, application name, TLS).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        details: BTreeMap<String, String>,
+    },
+    /// A connection attempt was refused before a session opened.
+    SessionRefused {
+        /// Claimed or verified subject, if known.
+        subject: Option<String>,
+        /// Requested target, if known.
+        target: Option<String>,
+        /// Client address.
+        client_addr: Option<String>,
+        /// Which side failed.
+        side: Side,
+        /// Why.
+        reason: String,
+    },
+    /// A session ended.
+    SessionClosed {
+        /// Why (client terminated, upstream closed, error, shutdown).
+        reason: String,
+        /// Commands seen in the session.
+        commands: u64,
+    },
+    /// A command and the decision taken on it; recorded before the command is forwarded.
+    Command {
+        /// Sequence of the command within its session, from 1.
+        seq: u64,
+        /// The command (already masked where masking applies).
+        command: Command,
+        /// The decision.
+        decision: Decision,
+    },
+    /// A forwarded command finished.
+    CommandResult {
+        /// Sequence of the command within its session.
+        seq: u64,
+        /// Time from receipt to completion, in microseconds.
+        duration_us: u64,
+        /// Outcome.
+        completion: Completion,
+    },
+}
+
+impl EventKind {
+    /// Short name of the event type, as used in the serialized `type` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::SessionOpened { .. } => "session_opened",
+            EventKind::SessionRefused { .. } => "session_refused",
+            EventKind::SessionClosed { .. } => "session_closed",
+            EventKind::Command { .. } => "command",
+            EventKind::CommandResult { .. } => "command_result",
+        }
+    }
+}
