@@ -63,6 +63,7 @@
 //! # Ok::<(), Error>(()) }).unwrap();
 //! ```
 
+mod auth;
 mod command;
 mod decision;
 mod error;
@@ -75,6 +76,7 @@ mod session;
 mod target;
 mod time;
 
+pub use auth::CredentialVerifier;
 pub use command::{Command, SqlVia};
 pub use decision::{Decision, Verdict};
 pub use error::{Error, Result, Side};
