@@ -144,7 +144,7 @@ impl Relay {
             buf: self.client_buf,
             upstream: upstream_w,
             out: BytesMut::with_capacity(8192),
-            tx,
+            tx: Some(tx),
             batch: Vec::new(),
             statements: HashMap::new(),
             portals: HashMap::new(),
@@ -194,7 +194,8 @@ struct ClientSide {
     buf: BytesMut,
     upstream: WriteHalf<Stream>,
     out: BytesMut,
-    tx: mpsc::Sender<Vec<Entry>>,
+    /// Entries for the server side; dropped when the client side ends.
+    tx: Option<mpsc::Sender<Vec<Entry>>>,
     batch: Vec<Entry>,
     /// Prepared statement name → SQL text.
     statements: HashMap<String, Arc<str>>,
@@ -212,6 +213,13 @@ enum Step {
 
 impl ClientSide {
     async fn run(&mut self) -> Ended {
+        let ended = self.relay().await;
+        // Closing the channel tells the server side that nothing more will come.
+        self.tx = None;
+        ended
+    }
+
+    async fn relay(&mut self) -> Ended {
         loop {
             // Handle every complete message already buffered.
             loop {
@@ -278,7 +286,11 @@ impl ClientSide {
     async fn flush(&mut self) -> Result<(), Ended> {
         if !self.batch.is_empty() {
             let batch = std::mem::take(&mut self.batch);
-            if self.tx.send(batch).await.is_err() {
+            let sent = match &self.tx {
+                Some(tx) => tx.send(batch).await.is_ok(),
+                None => false,
+            };
+            if !sent {
                 return Err(Ended::Upstream("connection closed".into()));
             }
         }

@@ -1,0 +1,219 @@
+//! Tables and JSON output.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use portcullis_core::{Command, Decision, EventKind, Verdict};
+use portcullis_recording::{SessionOutcome, SessionSummary};
+use serde::Serialize;
+
+use portcullis_core::SessionId;
+
+use crate::source::{AuditError, RecordLine, Source};
+
+/// Any serializable value as pretty JSON.
+pub fn json<T: Serialize>(out: &mut impl Write, value: &T) -> Result<(), AuditError> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(|e| AuditError::Io(e.into()))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Records as JSON lines.
+pub fn json_line(out: &mut impl Write, record: &RecordLine) -> Result<(), AuditError> {
+    serde_json::to_writer(&mut *out, record).map_err(|e| AuditError::Io(e.into()))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn outcome(s: &SessionSummary) -> String {
+    match &s.outcome {
+        SessionOutcome::Open => "open".into(),
+        SessionOutcome::Closed { reason } => format!("closed: {reason}"),
+        SessionOutcome::Refused { side, reason } => format!("refused ({side}): {reason}"),
+    }
+}
+
+/// The session list as a table.
+pub fn sessions(out: &mut impl Write, list: &[SessionSummary]) -> Result<(), AuditError> {
+    writeln!(
+        out,
+        "{:<36}  {:<27}  {:<16}  {:<12}  {:>5}  {:>6}  OUTCOME",
+        "SESSION", "OPENED", "SUBJECT", "TARGET", "CMDS", "DENIED"
+    )?;
+    for s in list {
+        writeln!(
+            out,
+            "{:<36}  {:<27}  {:<16}  {:<12}  {:>5}  {:>6}  {}",
+            s.id,
+            s.opened_at.to_string(),
+            s.subject.as_deref().unwrap_or("-"),
+            s.target.as_deref().unwrap_or("-"),
+            s.commands,
+            s.denied,
+            outcome(s)
+        )?;
+    }
+    if list.is_empty() {
+        writeln!(out, "(no sessions)")?;
+    }
+    Ok(())
+}
+
+fn shorten(text: &str, full: bool) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if full || one_line.chars().count() <= 80 {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(77).collect();
+    format!("{cut}...")
+}
+
+fn decision_text(d: &Decision) -> String {
+    let verdict = match d.verdict {
+        Verdict::Allow => "allow",
+        Verdict::Deny => "DENY",
+        Verdict::Review => "review",
+    };
+    format!("{verdict} ({})", d.rule)
+}
+
+/// A command waiting for its result line.
+struct Pending {
+    at: String,
+    decision: String,
+    text: String,
+}
+
+fn write_row(
+    out: &mut impl Write,
+    seq: u64,
+    p: &Pending,
+    duration: &str,
+    rows: &str,
+    note: &str,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{seq:>5}  {:<27}  {:<28}  {duration:>10}  {rows:>7}  {}{note}",
+        p.at, p.decision, p.text
+    )
+}
+
+/// One session: header, then its statements in order with decision and timing.
+/// Records are rendered as they stream in; only commands awaiting their result are held.
+pub async fn show(
+    out: &mut impl Write,
+    summary: &SessionSummary,
+    source: &Source,
+    session: SessionId,
+    full: bool,
+) -> Result<(), AuditError> {
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut header_done = false;
+    source
+        .records(session, |r| {
+            let at = r.event.at.to_string();
+            match r.event.kind {
+                EventKind::SessionOpened {
+                    identity,
+                    target,
+                    protocol,
+                    client_addr,
+                    details,
+                } => {
+                    writeln!(
+                        out,
+                        "session {}\n  identity  {} (via {:?}, groups: {})\n  target    {} ({:?})\n  client    {}\n  opened    {at}",
+                        summary.id,
+                        identity.subject,
+                        identity.method,
+                        identity.groups.join(", "),
+                        target,
+                        protocol,
+                        client_addr.unwrap_or_else(|| "-".into()),
+                    )?;
+                    for (k, v) in details {
+                        writeln!(out, "  {k:<9} {v}")?;
+                    }
+                }
+                EventKind::SessionRefused {
+                    subject,
+                    target,
+                    side,
+                    reason,
+                    ..
+                } => {
+                    writeln!(
+                        out,
+                        "connection refused at {at}\n  subject   {}\n  target    {}\n  side      {side}\n  reason    {reason}",
+                        subject.unwrap_or_else(|| "-".into()),
+                        target.unwrap_or_else(|| "-".into())
+                    )?;
+                }
+                EventKind::Command {
+                    seq,
+                    command,
+                    decision,
+                } => {
+                    if !header_done {
+                        writeln!(
+                            out,
+                            "\n{:>5}  {:<27}  {:<28}  {:>10}  {:>7}  STATEMENT",
+                            "#", "TIME", "DECISION", "DURATION", "ROWS"
+                        )?;
+                        header_done = true;
+                    }
+                    let text = match &command {
+                        Command::Sql { text, .. } => shorten(text, full),
+                        other => shorten(&other.summary(), full),
+                    };
+                    let p = Pending {
+                        at,
+                        decision: decision_text(&decision),
+                        text,
+                    };
+                    if decision.allows() {
+                        pending.insert(seq, p);
+                    } else {
+                        let note = format!("\n{:>7}refused: {}", "", decision.reason);
+                        write_row(out, seq, &p, "-", "-", &note)?;
+                    }
+                }
+                EventKind::CommandResult {
+                    seq,
+                    duration_us,
+                    completion,
+                } => {
+                    if let Some(p) = pending.remove(&seq) {
+                        let rows = completion
+                            .rows_affected
+                            .unwrap_or(completion.rows_returned)
+                            .to_string();
+                        let note = match &completion.error {
+                            Some(e) => format!("\n{:>7}error: {e}", ""),
+                            None => String::new(),
+                        };
+                        write_row(out, seq, &p, &format!("{duration_us}µs"), &rows, &note)?;
+                    }
+                }
+                EventKind::SessionClosed { reason, commands } => {
+                    let mut left: Vec<_> = pending.drain().collect();
+                    left.sort_by_key(|(seq, _)| *seq);
+                    for (seq, p) in left {
+                        write_row(out, seq, &p, "?", "?", "  (no result recorded)")?;
+                    }
+                    writeln!(out, "\nclosed    {at}: {reason} ({commands} commands)")?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await?;
+    // Commands whose results are not recorded (yet): the session is open or was cut short.
+    let mut left: Vec<_> = pending.drain().collect();
+    left.sort_by_key(|(seq, _)| *seq);
+    for (seq, p) in left {
+        write_row(out, seq, &p, "?", "?", "  (no result recorded)")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The gateway configuration file (TOML).
+//!
+//! Relative paths are relative to the directory the gateway is started from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_identity::IdentityConfig;
+use portcullis_proto_postgres::UpstreamConfig;
+use portcullis_recording::RecordingConfig;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The session record (`[recording]`); defaults to a sled store under `.portcullis/recording`.
+    #[serde(default = "default_recording")]
+    pub recording: RecordingConfig,
+    /// Who may connect (`[identity]`).
+    pub identity: IdentityConfig,
+    /// The admin and query API (`[admin]`).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// The PostgreSQL listener (`[postgres]`).
+    #[serde(default)]
+    pub postgres: Option<PostgresListenerConfig>,
+    /// Targets by name (`[targets.NAME]`).
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+fn default_recording() -> RecordingConfig {
+    RecordingConfig::new(".portcullis/recording")
+}
+
+/// `[admin]`: the authenticated HTTP API used by `portcullis-audit --gateway`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Groups whose members may query the record.
+    pub auditor_groups: Vec<String>,
+}
+
+/// `[postgres]`: where PostgreSQL clients connect.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresListenerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// TLS towards clients.
+    #[serde(default)]
+    pub tls: ListenerTls,
+    /// Refuse clients without TLS (tokens travel as passwords).
+    #[serde(default)]
+    pub require_tls: bool,
+    /// Largest client message accepted, in bytes (default 64 MiB).
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Time a client has to log in.
+    #[serde(default = "default_login_timeout", with = "humantime_serde")]
+    pub login_timeout: Duration,
+    /// Time open sessions get to finish on shutdown.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_max_message() -> usize {
+    64 << 20
+}
+fn default_login_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// TLS of a listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// `off`, `self-signed` (a certificate generated at start, for development) or `files`.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM certificate chain (`mode = "files"`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (`mode = "files"`).
+    pub key: Option<PathBuf>,
+}
+
+/// How a listener gets its certificate.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// No TLS.
+    #[default]
+    Off,
+    /// A certificate generated at start for `localhost` and the listen address.
+    SelfSigned,
+    /// Certificate and key from files.
+    Files,
+}
+
+/// `[targets.NAME]`: one upstream that identities reach through the gateway.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "protocol", rename_all = "snake_case")]
+pub enum TargetConfig {
+    /// A PostgreSQL database.
+    Postgres(PostgresTargetConfig),
+}
+
+/// A PostgreSQL target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTargetConfig {
+    /// Groups allowed to connect at all.
+    pub allowed_groups: Vec<String>,
+    /// Where the database is and the gateway's credential for it.
+    pub upstream: UpstreamConfig,
+}
+
+/// A configuration problem: the file, the key and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl GatewayConfig {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let err = |message: String| ConfigError {
+            file: file.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let config: GatewayConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        config.validate().map_err(err)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: names the key and why.
+    pub fn validate(&self) -> Result<(), String> {
+        self.recording
+            .validate()
+            .map_err(|e| format!("recording: {e}"))?;
+        self.identity
+            .validate()
+            .map_err(|e| format!("identity: {e}"))?;
+        if let Some(admin) = &self.admin
+            && admin.auditor_groups.is_empty()
+        {
+            return Err("admin.auditor_groups: empty, nobody could use the query API".into());
+        }
+        if let Some(pg) = &self.postgres {
+            if pg.tls.mode == TlsMode::Files && (pg.tls.cert.is_none() || pg.tls.key.is_none()) {
+                return Err("postgres.tls: mode = \"files\" needs cert and key".into());
+            }
+            if pg.require_tls && pg.tls.mode == TlsMode::Off {
+                return Err("postgres.require_tls: true but postgres.tls.mode is off".into());
+            }
+            if pg.max_message_bytes < 1024 {
+                return Err("postgres.max_message_bytes: must be at least 1024".into());
+            }
+        }
+        let mut has_postgres_target = false;
+        for (name, target) in &self.targets {
+            if name.is_empty() || name.len() > 63 {
+                return Err(format!("targets.{name}: name must be 1 to 63 bytes"));
+            }
+            match target {
+                TargetConfig::Postgres(t) => {
+                    has_postgres_target = true;
+                    if t.allowed_groups.is_empty() {
+                        return Err(format!(
+                            "targets.{name}.allowed_groups: empty, nobody could connect"
+                        ));
+                    }
+                    if t.upstream.address.rsplit_once(':').is_none() {
+                        return Err(format!(
+                            "targets.{name}.upstream.address: expected host:port, got {:?}",
+                            t.upstream.address
+                        ));
+                    }
+                    t.upstream
+                        .resolve_password()
+                        .map_err(|e| format!("targets.{name}.upstream: {e}"))?;
+                    t.upstream
+                        .tls_connector()
+                        .map_err(|e| format!("targets.{name}.upstream: {e}"))?;
+                }
+            }
+        }
+        if has_postgres_target && self.postgres.is_none() {
+            return Err("postgres: PostgreSQL targets are defined but no [postgres] listener".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<GatewayConfig, String> {
+        let c: GatewayConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    const BASE: &str = r#"
+[identity.dev_signer]
+issuer = "dev"
+audience = "portcullis"
+secret = "0123456789abcdef0123456789abcdef"
+
+[postgres]
+listen = "127.0.0.1:6432"
+"#;
+
+    #[test]
+    fn the_quickstart_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml");
+        GatewayConfig::load(&path).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse(&format!("{BASE}\n[targets.db]\nprotocol = \"postgres\"\nallowed_groups = [\"a\"]\ncolour = 1\n[targets.db.upstream]\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\n")).unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+        let e = parse(&format!("{BASE}\nlisten_typo = 1\n")).unwrap_err();
+        assert!(e.contains("listen_typo"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let e = parse(&format!("{BASE}\n[targets.db]\nprotocol = \"postgres\"\nallowed_groups = []\n[targets.db.upstream]\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\n")).unwrap_err();
+        assert!(e.contains("targets.db.allowed_groups"), "{e}");
+        let e = parse(&format!("{BASE}\n[targets.db]\nprotocol = \"postgres\"\nallowed_groups = [\"a\"]\n[targets.db.upstream]\naddress = \"nohost\"\ndatabase = \"d\"\nuser = \"u\"\n")).unwrap_err();
+        assert!(e.contains("targets.db.upstream.address"), "{e}");
+        let e = parse(&format!("{BASE}\n[targets.db]\nprotocol = \"postgres\"\nallowed_groups = [\"a\"]\n[targets.db.upstream]\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\npassword_env = \"PORTCULLIS_SURELY_UNSET\"\n")).unwrap_err();
+        assert!(e.contains("PORTCULLIS_SURELY_UNSET"), "{e}");
+        let e = parse("[identity]\n[postgres]\nlisten = \"127.0.0.1:1\"\nrequire_tls = true\n").unwrap_err();
+        assert!(e.contains("postgres.require_tls"), "{e}");
+        let e = parse("[identity]\n[admin]\nlisten = \"127.0.0.1:1\"\nauditor_groups = []\n").unwrap_err();
+        assert!(e.contains("admin.auditor_groups"), "{e}");
+    }
+}

@@ -1,0 +1,153 @@
+//! `portcullis`: the access gateway.
+//!
+//! - `portcullis serve --config FILE`: run the gateway.
+//! - `portcullis check --config FILE`: validate a configuration (names the bad key and why).
+//! - `portcullis token --config FILE --subject S --groups a,b --ttl 1h`: mint a development token.
+//! - `portcullis apikey --id ID --subject S --groups a,b`: generate an API key and its stored hash.
+
+mod admin;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::GatewayConfig;
+
+/// Portcullis: identity-bound, policy-checked, masked and recorded access to databases.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Validate a configuration file.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Mint a development token with the configured `[identity.dev_signer]`.
+    Token {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Subject of the token.
+        #[arg(long)]
+        subject: String,
+        /// Comma-separated groups.
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        groups: Vec<String>,
+        /// Lifetime, e.g. `1h`, `15m`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Generate an API key; prints the key once and the hash to put in the configuration.
+    Apikey {
+        /// Key id (part of the key).
+        #[arg(long)]
+        id: String,
+        /// Subject the key authenticates as.
+        #[arg(long)]
+        subject: String,
+        /// Comma-separated groups.
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        groups: Vec<String>,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Cmd::Serve { config, json_logs } => {
+            init_logs(json_logs);
+            let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
+            serve::serve(parsed, &config.display().to_string()).await
+        }
+        Cmd::Check { config } => {
+            let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
+            // Also build what serve would build, without binding sockets.
+            portcullis_identity::Authenticator::from_config(&parsed.identity)
+                .await
+                .map_err(|e| format!("{}: identity: {e}", config.display()))?;
+            println!(
+                "{}: ok ({} target{})",
+                config.display(),
+                parsed.targets.len(),
+                if parsed.targets.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Cmd::Token {
+            config,
+            subject,
+            groups,
+            ttl,
+        } => {
+            let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
+            let auth = portcullis_identity::Authenticator::from_config(&parsed.identity)
+                .await
+                .map_err(|e| format!("identity: {e}"))?;
+            let groups: Vec<String> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+            let token = auth
+                .mint_dev_token(&subject, &groups, ttl)
+                .map_err(|e| e.to_string())?;
+            println!("{}", token.expose());
+            Ok(())
+        }
+        Cmd::Apikey {
+            id,
+            subject,
+            groups,
+        } => {
+            let groups: Vec<String> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+            let key = portcullis_identity::generate_api_key(&id).map_err(|e| e.to_string())?;
+            println!("API key (shown once; give it to the caller):\n  {}\n", key.key.expose());
+            println!("Add to the configuration:\n{}", key.toml_snippet(&subject, &groups));
+            Ok(())
+        }
+    }
+}

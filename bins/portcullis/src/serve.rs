@@ -1,0 +1,165 @@
+//! `portcullis serve`: wires the configuration into listeners and runs until a signal.
+
+use std::sync::Arc;
+
+use portcullis_core::{EventSink, Pipeline, Protocol, Target};
+use portcullis_identity::Authenticator;
+use portcullis_proto_postgres::{ListenerSettings, PostgresGateway, tls};
+use portcullis_recording::Recorder;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin;
+use crate::config::{GatewayConfig, PostgresListenerConfig, TargetConfig, TlsMode};
+
+/// Runs the gateway until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), String> {
+    let recorder = Recorder::open(&config.recording).map_err(|e| format!("recording: {e}"))?;
+    let auth = Authenticator::from_config(&config.identity)
+        .await
+        .map_err(|e| format!("identity: {e}"))?;
+    let sink: Arc<dyn EventSink> = Arc::new(recorder.clone());
+    let pipeline = Pipeline::new(sink);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    if let Some(pg) = &config.postgres {
+        let settings = listener_settings(pg)?;
+        let mut builder =
+            PostgresGateway::builder(settings, Arc::new(auth.clone()), pipeline.clone());
+        for (name, target) in &config.targets {
+            let TargetConfig::Postgres(t) = target;
+            let core_target = Target {
+                name: name.clone(),
+                protocol: Protocol::Postgres,
+                upstream: t.upstream.address.clone(),
+                allowed_groups: t.allowed_groups.clone(),
+            };
+            builder = builder
+                .target(core_target, t.upstream.clone())
+                .map_err(|e| format!("targets.{name}: {e}"))?;
+        }
+        let gateway = builder.build();
+        let listener = tokio::net::TcpListener::bind(pg.listen)
+            .await
+            .map_err(|e| format!("postgres.listen {}: {e}", pg.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "PostgreSQL listener ready");
+        print_banner(&config, config_path, &addr.to_string());
+        let rx = stop_rx.clone();
+        tasks.spawn(async move {
+            if let Err(e) = gateway.serve(listener, rx).await {
+                tracing::error!(error = %e, "PostgreSQL listener failed");
+            }
+        });
+    }
+
+    if let Some(admin_cfg) = &config.admin {
+        let router = admin::router(
+            recorder.store().clone(),
+            auth.clone(),
+            admin_cfg.auditor_groups.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind(admin_cfg.listen)
+            .await
+            .map_err(|e| format!("admin.listen {}: {e}", admin_cfg.listen))?;
+        tracing::info!(addr = %admin_cfg.listen, "admin API ready");
+        let mut rx = stop_rx.clone();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "admin API failed");
+            }
+        });
+    }
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: closing sessions");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    let stats = recorder
+        .shutdown()
+        .await
+        .map_err(|e| format!("recording: final flush failed: {e}"))?;
+    tracing::info!(events = stats.events_written, "record flushed; bye");
+    Ok(())
+}
+
+fn listener_settings(pg: &PostgresListenerConfig) -> Result<ListenerSettings, String> {
+    let tls_config = match pg.tls.mode {
+        TlsMode::Off => None,
+        TlsMode::Files => {
+            let (Some(cert), Some(key)) = (&pg.tls.cert, &pg.tls.key) else {
+                return Err("postgres.tls: mode = \"files\" needs cert and key".into());
+            };
+            Some(tls::server_config(cert, key).map_err(|e| format!("postgres.tls: {e}"))?)
+        }
+        TlsMode::SelfSigned => {
+            let names = vec!["localhost".to_string(), pg.listen.ip().to_string()];
+            let generated = rcgen::generate_simple_self_signed(names)
+                .map_err(|e| format!("postgres.tls: cannot generate a certificate: {e}"))?;
+            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+                generated.signing_key.serialize_der().into(),
+            );
+            Some(
+                tls::server_config_from(vec![generated.cert.der().clone()], key)
+                    .map_err(|e| format!("postgres.tls: {e}"))?,
+            )
+        }
+    };
+    Ok(ListenerSettings {
+        tls: tls_config,
+        require_tls: pg.require_tls,
+        max_message_bytes: pg.max_message_bytes,
+        login_timeout: pg.login_timeout,
+        shutdown_grace: pg.shutdown_grace,
+        ..ListenerSettings::default()
+    })
+}
+
+fn print_banner(config: &GatewayConfig, config_path: &str, addr: &str) {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6432"));
+    let target = config.targets.keys().next().map(String::as_str).unwrap_or("TARGET");
+    let group = config
+        .targets
+        .values()
+        .map(|TargetConfig::Postgres(t)| t)
+        .next()
+        .and_then(|t| t.allowed_groups.first())
+        .map(String::as_str)
+        .unwrap_or("GROUP");
+    println!(
+        "Portcullis is listening for PostgreSQL on {addr} (record: {})\n\
+         Connect with a token as the password, for example:\n  \
+         export PGPASSWORD=$(portcullis token --config {config_path} --subject $USER --groups {group} --ttl 1h)\n  \
+         psql \"host={host} port={port} dbname={target} user=$USER\"",
+        config.recording.path.display()
+    );
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
