@@ -26,7 +26,17 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<()> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(10))) {
-            Ok(_) => return Ok(()),
+            // A connection to a port in the ephemeral range can be the kernel connecting
+            // the socket to itself (TCP simultaneous open); that is not a listener.
+            Ok(stream) if stream.local_addr().ok() != Some(addr) => return Ok(()),
+            Ok(_) if Instant::now() >= deadline => {
+                return Err(TestkitError::StartTimeout {
+                    service: addr.to_string(),
+                    after: timeout,
+                    log: "only self-connections succeeded".to_owned(),
+                });
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) if Instant::now() >= deadline => {
                 return Err(TestkitError::StartTimeout {
                     service: addr.to_string(),

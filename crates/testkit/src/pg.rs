@@ -250,10 +250,7 @@ impl PgCluster {
             );
         }
         let db = ident(&self.database);
-        let _ = writeln!(
-            script,
-            "RESET password_encryption;\nCREATE DATABASE {db};"
-        );
+        let _ = writeln!(script, "RESET password_encryption;\nCREATE DATABASE {db};");
         for user in &self.users {
             let _ = writeln!(
                 script,
@@ -263,7 +260,11 @@ impl PgCluster {
         }
         let _ = writeln!(script, "\\connect {db}");
         for user in &self.users {
-            let _ = writeln!(script, "GRANT ALL ON SCHEMA public TO {};", ident(&user.name));
+            let _ = writeln!(
+                script,
+                "GRANT ALL ON SCHEMA public TO {};",
+                ident(&user.name)
+            );
         }
         // The script holds passwords: it lives in the private directory only while psql reads it.
         let path = self.dir.path().join("setup.sql");
@@ -368,15 +369,7 @@ impl PgCluster {
 
     /// The server log from byte `offset` on (lossily decoded); empty if it cannot be read.
     pub fn read_log_from(&self, offset: u64) -> String {
-        let mut bytes = Vec::new();
-        let read = fs::File::open(&self.log).and_then(|mut f| {
-            f.seek(SeekFrom::Start(offset))?;
-            f.read_to_end(&mut bytes)
-        });
-        match read {
-            Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(_) => String::new(),
-        }
+        read_from(&self.log, offset)
     }
 
     /// Waits until the log from `offset` on contains `needle`; returns that part of the log.
@@ -427,12 +420,16 @@ impl PgCluster {
         self.stopped = true;
         let mut first_error = None;
         if self.postmaster.is_running() {
-            let mut pg_ctl = self.run_as.command(&self.bin.join("pg_ctl"), self.dir.path());
-            pg_ctl
-                .arg("stop")
-                .arg("-D")
-                .arg(&self.data)
-                .args(["-m", "immediate", "-w", "-t", "10"]);
+            let mut pg_ctl = self
+                .run_as
+                .command(&self.bin.join("pg_ctl"), self.dir.path());
+            pg_ctl.arg("stop").arg("-D").arg(&self.data).args([
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "10",
+            ]);
             if let Err(e) = run("pg_ctl stop -m immediate", &mut pg_ctl) {
                 first_error = Some(e);
             }
@@ -518,9 +515,7 @@ pub fn pg_bin_dir() -> Result<PathBuf> {
                 continue;
             };
             let bin = entry.path().join("bin");
-            if bin.join("postgres").is_file()
-                && best.as_ref().is_none_or(|(v, _)| version > *v)
-            {
+            if bin.join("postgres").is_file() && best.as_ref().is_none_or(|(v, _)| version > *v) {
                 best = Some((version, bin));
             }
         }
@@ -540,7 +535,12 @@ fn initdb(bin: &Path, run_as: &RunAs, dir: &Path, data: &Path, opts: &PgOptions)
     let mut cmd = run_as.command(&bin.join("initdb"), dir);
     cmd.arg("-D")
         .arg(data)
-        .args(["-U", ADMIN_USER, "--auth-local=trust", "--auth-host=scram-sha-256"])
+        .args([
+            "-U",
+            ADMIN_USER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ])
         .arg(format!("--pwfile={}", pwfile.display()))
         .args(["-E", "UTF8", "--locale=C", "--no-sync"]);
     let result = run("initdb", &mut cmd).map(drop);
@@ -561,17 +561,18 @@ fn write_config(data: &Path, socket_dir: &Path, opts: &PgOptions) -> Result<()> 
     let _ = writeln!(conf, "max_connections = 200");
     let _ = writeln!(conf, "shared_buffers = '16MB'");
     let _ = writeln!(conf, "logging_collector = off");
-    let _ = writeln!(
-        conf,
-        "log_line_prefix = '%m [%p] app=%a user=%u db=%d '"
-    );
+    let _ = writeln!(conf, "log_line_prefix = '%m [%p] app=%a user=%u db=%d '");
     let _ = writeln!(
         conf,
         "log_statement = '{}'",
         if opts.log_statement { "all" } else { "none" }
     );
     let _ = writeln!(conf, "log_connections = {}", on_off(opts.log_connections));
-    let _ = writeln!(conf, "log_disconnections = {}", on_off(opts.log_connections));
+    let _ = writeln!(
+        conf,
+        "log_disconnections = {}",
+        on_off(opts.log_connections)
+    );
     let _ = writeln!(conf, "fsync = {}", on_off(opts.fsync));
     let _ = writeln!(conf, "synchronous_commit = {}", on_off(opts.fsync));
     let _ = writeln!(conf, "full_page_writes = {}", on_off(opts.fsync));
@@ -644,12 +645,7 @@ fn spawn_postmaster(
     let deadline = Instant::now() + opts.start_timeout;
     loop {
         if let Some(status) = postmaster.try_wait()? {
-            let mut text = String::new();
-            if let Ok(mut f) = fs::File::open(log) {
-                let _ = f.seek(SeekFrom::Start(log_start));
-                let _ = f.read_to_string(&mut text);
-            }
-            if text.contains("Address already in use") {
+            if read_from(log, log_start).contains("Address already in use") {
                 return Err(PortTaken);
             }
             return Err(StartError(TestkitError::Exited {
@@ -658,16 +654,22 @@ fn spawn_postmaster(
                 log: log_tail(log, LOG_TAIL_LINES),
             }));
         }
-        let ready = std::process::Command::new(bin.join("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-t", "1", "-d", "postgres"])
-            .arg("-p")
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(TestkitError::io("running pg_isready"))?;
-        if ready.success() {
+        // The port is ours only once our server says it listens on it (another
+        // process may have bound it after free_port released it).
+        let listening = format!("listening on IPv4 address \"127.0.0.1\", port {port}");
+        let ours = read_from(log, log_start).contains(&listening);
+        let ready = ours
+            && std::process::Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-t", "1", "-d", "postgres"])
+                .arg("-p")
+                .arg(port.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(TestkitError::io("running pg_isready"))?
+                .success();
+        if ready {
             return Ok(postmaster);
         }
         if Instant::now() >= deadline {
@@ -678,6 +680,19 @@ fn spawn_postmaster(
             }));
         }
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A log file from byte `offset` on, lossily decoded; empty if unreadable.
+pub(crate) fn read_from(path: &Path, offset: u64) -> String {
+    let mut bytes = Vec::new();
+    let read = fs::File::open(path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_to_end(&mut bytes)
+    });
+    match read {
+        Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
     }
 }
 

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use crate::error::{Result, TestkitError};
 use crate::net::free_port;
-use crate::pg::{ADMIN_USER, PgCluster};
+use crate::pg::{ADMIN_USER, PgCluster, read_from};
 use crate::process::{Process, RunAs, log_tail};
 
 /// How many log lines errors carry.
@@ -257,7 +257,10 @@ fn ini(upstream: &PgCluster, opts: &PgBouncerOptions, dir: &Path, port: u16) -> 
     let _ = writeln!(ini, "pool_mode = {}", opts.pool_mode.as_str());
     let _ = writeln!(ini, "default_pool_size = {}", opts.pool_size);
     let _ = writeln!(ini, "max_client_conn = 200");
-    let _ = writeln!(ini, "ignore_startup_parameters = extra_float_digits,options");
+    let _ = writeln!(
+        ini,
+        "ignore_startup_parameters = extra_float_digits,options"
+    );
     let _ = writeln!(ini, "server_login_retry = 1");
     ini
 }
@@ -291,19 +294,15 @@ fn spawn(
         .map_err(TestkitError::io("opening the pgbouncer log"))?;
     run_as.own(log)?;
     let mut cmd = run_as.command(program, dir);
-    cmd.arg(config).stdout(Stdio::null()).stderr(Stdio::from(stderr));
+    cmd.arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
     let mut process = Process::spawn("pgbouncer", &mut cmd)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + opts.start_timeout;
     loop {
         if let Some(status) = process.try_wait()? {
-            let text = fs::read(log)
-                .map(|b| {
-                    let start = usize::try_from(log_start).unwrap_or(0).min(b.len());
-                    String::from_utf8_lossy(b.get(start..).unwrap_or_default()).into_owned()
-                })
-                .unwrap_or_default();
-            if text.contains("Address already in use") {
+            if read_from(log, log_start).contains("Address already in use") {
                 return Err(Spawn::PortTaken);
             }
             return Err(Spawn::Failed(TestkitError::Exited {
@@ -312,7 +311,12 @@ fn spawn(
                 log: log_tail(log, LOG_TAIL_LINES),
             }));
         }
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        // The port is ours only once our PgBouncer says it listens on it (another
+        // process may have bound it after free_port released it).
+        let listening = format!("listening on {addr}");
+        if read_from(log, log_start).contains(&listening)
+            && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        {
             return Ok(process);
         }
         if Instant::now() >= deadline {
