@@ -19,7 +19,7 @@
 //! `spawn_blocking` if the runtime must keep serving meanwhile. A process killed with
 //! SIGKILL cannot run `Drop`, so an aborted test run may leave a server behind in `/tmp`.
 //!
-//! ```no_run
+//! ```
 //! use portcullis_testkit::{PgAuth, PgBouncer, PgBouncerOptions, PgCluster, PgOptions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

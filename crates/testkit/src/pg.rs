@@ -150,9 +150,9 @@ impl PgOptions {
 /// roles and the database. The server log goes to [`PgCluster::log_path`]; every line
 /// is prefixed `<time> [<pid>] app=<application_name> user=<user> db=<database> `.
 ///
-/// Cost: about 1–2 s on two cores (`initdb` dominates); each cluster uses ~40 MB of disk
-/// and a few processes. Dropping the cluster stops it (`pg_ctl stop -m immediate`, then
-/// SIGKILL if needed) and removes the directory.
+/// Cost: 1.3–2 s to start on two shared cores (`initdb` dominates) and ~120 ms to stop;
+/// each cluster uses ~40 MB of disk and six processes. Dropping the cluster stops it
+/// (`pg_ctl stop -m immediate`, then SIGKILL if needed) and removes the directory.
 ///
 /// Binaries come from `$PG_BIN` or the highest version under `/usr/lib/postgresql/*/bin`.
 /// As root they run as the `postgres` OS user (see [`RunAs`]).
