@@ -1,0 +1,203 @@
+//! Side-by-side PostgreSQL benchmark: direct, through PgBouncer (transaction pooling)
+//! and through Portcullis (recording on), in alternating rounds, with ratios.
+//!
+//! Run with `benches/pg_compare.sh` (builds the release gateway first), or:
+//! `cargo run --release -p portcullis --example pg_compare`.
+//! Environment: `BENCH_SECONDS` (per run, default 10), `BENCH_ROUNDS` (default 3),
+//! `BENCH_DURABILITY` (`batched` or `strict`, default batched), `BENCH_MASKING` (`on` adds
+//! an email/card masking profile to the gateway's target, once masking is configured).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use portcullis_testkit::{
+    PgAuth, PgBouncer, PgBouncerOptions, PgCluster, PgOptions, Process, free_port, wait_for_tcp,
+};
+
+const PASSWORD: &str = "bench-upstream-pw";
+
+struct Run {
+    tps: f64,
+    latency_ms: f64,
+}
+
+fn pgbench(port: u16, user: &str, password: &str, db: &str, args: &[&str], seconds: u64) -> Run {
+    let out = Command::new("pgbench")
+        .args(["-n", "-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(["-U", user, "-T"])
+        .arg(seconds.to_string())
+        .args(args)
+        .arg(db)
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("pgbench runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        panic!("pgbench failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let field = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no '{prefix}' in pgbench output:\n{text}"))
+    };
+    Run {
+        tps: field("tps = "),
+        latency_ms: field("latency average = "),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn gateway_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/release/examples/pg_compare -> target/release/portcullis
+    exe.parent().unwrap().parent().unwrap().join("portcullis")
+}
+
+fn start_gateway(dir: &Path, pg: &PgCluster, durability: &str, masking: bool) -> (Process, u16) {
+    let port = free_port().unwrap();
+    let config = dir.join("bench.toml");
+    let masking_block = if masking {
+        "\n[targets.bench.masking]\ndetectors = [\"email\", \"card\"]\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[recording]
+path = "{store}"
+durability = "{durability}"
+
+[identity.dev_signer]
+issuer = "bench"
+audience = "portcullis"
+secret = "bench-signing-secret-0123456789abcdef"
+
+[postgres]
+listen = "127.0.0.1:{port}"
+
+[targets.bench]
+protocol = "postgres"
+allowed_groups = ["bench"]
+[targets.bench.upstream]
+address = "127.0.0.1:{up}"
+database = "{db}"
+user = "bencher"
+password = "{PASSWORD}"
+{masking_block}"#,
+            store = dir.join("recording").display(),
+            up = pg.port(),
+            db = pg.database(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log);
+    let p = Process::spawn("portcullis", &mut cmd).unwrap();
+    wait_for_tcp(format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(20)).unwrap();
+    (p, port)
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let durability = std::env::var("BENCH_DURABILITY").unwrap_or_else(|_| "batched".into());
+    let masking = std::env::var("BENCH_MASKING").is_ok_and(|v| v == "on");
+    if !gateway_bin().exists() {
+        panic!("{} not found: build it with cargo build --release -p portcullis", gateway_bin().display());
+    }
+
+    let pg = PgCluster::start(
+        PgOptions {
+            log_statement: false,
+            log_connections: false,
+            ..PgOptions::default()
+        }
+        .user("bencher", PASSWORD, PgAuth::ScramSha256)
+        .setting("max_connections", "100"),
+    )
+    .unwrap();
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p"])
+        .arg(pg.port().to_string())
+        .args(["-U", "bencher", pg.database()])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let bouncer = PgBouncer::start(&pg, PgBouncerOptions { pool_size: 20, ..PgBouncerOptions::default() }).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_gateway, gw_port) = start_gateway(dir.path(), &pg, &durability, masking);
+    let token = {
+        let out = Command::new(gateway_bin())
+            .args(["token", "--config"])
+            .arg(dir.path().join("bench.toml"))
+            .args(["--subject", "bench", "--groups", "bench", "--ttl", "12h"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let rows_script = dir.path().join("rows10k.sql");
+    std::fs::write(&rows_script, "SELECT * FROM pgbench_accounts LIMIT 10000;\n").unwrap();
+    let rows_arg = rows_script.display().to_string();
+
+    let scenarios: Vec<(&str, Vec<&str>)> = vec![
+        ("pgbench -S, 1 client", vec!["-S", "-c", "1", "-j", "1"]),
+        ("pgbench -S, 16 clients / 2 threads", vec!["-S", "-c", "16", "-j", "2"]),
+        ("SELECT 10,000 rows, 1 client", vec!["-f", &rows_arg, "-c", "1", "-j", "1"]),
+    ];
+    let db = pg.database().to_string();
+    let paths: Vec<(&str, u16, &str, &str, &str)> = vec![
+        ("direct", pg.port(), "bencher", PASSWORD, db.as_str()),
+        ("pgbouncer", bouncer.port(), "bencher", PASSWORD, db.as_str()),
+        ("portcullis", gw_port, "bench", token.as_str(), "bench"),
+    ];
+
+    println!(
+        "PostgreSQL comparison: {seconds}s per run, {rounds} alternating rounds, median shown; \
+         gateway recording = {durability}{}",
+        if masking { ", masking on" } else { "" }
+    );
+    for (name, args) in &scenarios {
+        let mut results: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for round in 0..rounds {
+            // Rotate the order so no path always runs first.
+            for i in 0..paths.len() {
+                let (label, port, user, pw, dbname) = paths[(i + round) % paths.len()];
+                let r = pgbench(port, user, pw, dbname, args, seconds);
+                let e = results.entry(label).or_default();
+                e.0.push(r.tps);
+                e.1.push(r.latency_ms);
+            }
+        }
+        let tps = |l: &str| median(results[l].0.clone());
+        let lat = |l: &str| median(results[l].1.clone());
+        println!("\n{name}");
+        for (label, ..) in &paths {
+            println!("  {label:<11} {:>10.0} tps   mean latency {:>8.3} ms", tps(label), lat(label));
+        }
+        println!(
+            "  ratios: portcullis/direct = {:.2}x, portcullis/pgbouncer = {:.2}x; added mean latency vs direct = {:.1} us",
+            tps("portcullis") / tps("direct"),
+            tps("portcullis") / tps("pgbouncer"),
+            (lat("portcullis") - lat("direct")) * 1000.0
+        );
+    }
+}
