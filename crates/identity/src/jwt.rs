@@ -35,6 +35,10 @@ pub(crate) fn peek(token: &str) -> Result<Unverified, IdentityError> {
     struct Payload {
         #[serde(default)]
         iss: Option<Value>,
+        #[serde(default)]
+        exp: Option<Value>,
+        #[serde(default)]
+        nbf: Option<Value>,
     }
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(_signature), None) =
@@ -62,6 +66,14 @@ pub(crate) fn peek(token: &str) -> Result<Unverified, IdentityError> {
         .map_err(|_| IdentityError::Malformed("token payload is not base64url"))?;
     let payload: Payload = serde_json::from_slice(&payload)
         .map_err(|_| IdentityError::Malformed("token payload is not a JSON object"))?;
+    for (claim, value) in [("exp", &payload.exp), ("nbf", &payload.nbf)] {
+        if value.as_ref().is_some_and(|v| !v.is_number()) {
+            return Err(IdentityError::InvalidClaim {
+                claim: claim.into(),
+                reason: "must be a number of seconds since the epoch",
+            });
+        }
+    }
     let iss = match payload.iss {
         None => {
             return Err(IdentityError::MissingClaim {
