@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use portcullis_core::{Event, SessionId, Timestamp};
 
@@ -57,9 +58,24 @@ impl std::fmt::Debug for SledStore {
 
 impl SledStore {
     /// Opens (or creates) the store in directory `path`.
+    ///
+    /// sled locks the directory; a store that was just dropped in this process
+    /// may hold the lock for a moment while its background threads finish, so a
+    /// lock conflict is retried for up to two seconds.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let db = loop {
+            match sled::Config::new().path(path).flush_every_ms(None).open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         // Make the directory entries of sled's files durable once.
         File::open(path)?.sync_all()?;
         let log_file = File::open(path.join("db"))?;
