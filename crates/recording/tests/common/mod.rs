@@ -442,6 +442,7 @@ pub fn check_long_chain_verifies_in_pages(store: &dyn EventStore) {
 }
 
 /// Runs every check of the suite, each on a fresh store made by `$make`.
+#[allow(unused_macros)]
 macro_rules! store_suite {
     ($make:expr) => {
         store_suite!(@tests $make;
