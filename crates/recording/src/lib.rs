@@ -1,0 +1,57 @@
+//! # portcullis-recording
+//!
+//! The append-only, tamper-evident session record of Portcullis.
+//!
+//! - [`EventStore`]: the store trait (object safe); [`SledStore`] is the embedded backend.
+//! - [`Record`]: a stored event with its global sequence number, its session
+//!   sequence, the previous record's hash and its own SHA-256 hash
+//!   (see [`record`] for the exact encoding).
+//! - [`Recorder`]: the gateway's [`portcullis_core::EventSink`]; a bounded queue
+//!   into one writer task that chains, batches and syncs events (group commit),
+//!   in `strict` or `batched` [`Durability`], and fails closed.
+//! - Queries: [`EventStore::list_sessions`], [`EventStore::session_events`],
+//!   [`EventStore::scan`], [`EventStore::head`]; [`verify_chain`] checks every link.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use portcullis_core::*;
+//! use portcullis_recording::*;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = std::env::temp_dir().join(format!("portcullis-doc-{}", std::process::id()));
+//! let mut config = RecordingConfig::new(&dir);
+//! config.durability = Durability::Strict;
+//! let recorder = Recorder::open(&config)?;
+//!
+//! let session = SessionId::new();
+//! recorder
+//!     .record(Event::now(session, EventKind::SessionClosed { reason: "done".into(), commands: 0 }))
+//!     .await?; // on disk when this returns
+//!
+//! let store = recorder.store().clone();
+//! let records: Vec<Record> = store.session_events(session)?.collect::<Result<_, _>>()?;
+//! assert_eq!(records.len(), 1);
+//! assert_eq!(records[0].prev_hash, ChainHash::ZERO);
+//! assert!(verify_chain(store.as_ref())?.is_intact());
+//!
+//! recorder.shutdown().await?;
+//! # drop(store);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), RecordingError>(()) }).unwrap();
+//! ```
+
+mod config;
+mod error;
+pub mod record;
+mod recorder;
+mod sled_store;
+mod store;
+mod verify;
+
+pub use config::{Durability, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY, RecordingConfig};
+pub use error::{RecordingError, Result};
+pub use record::{ChainHash, Head, Record, canonical_json, record_hash};
+pub use recorder::{Recorder, RecorderOptions, RecorderStats};
+pub use sled_store::SledStore;
+pub use store::{Appended, EventStore, RecordIter, SessionFilter, SessionOutcome, SessionSummary};
+pub use verify::{BadRecord, ChainProblem, VerifyReport, verify_chain};

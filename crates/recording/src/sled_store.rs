@@ -1,0 +1,374 @@
+//! The embedded sled backend.
+//!
+//! Everything lives in one sled tree (`portcullis-v1`) under one-byte key
+//! prefixes, so that one `apply_batch` writes a record, its index entries and the
+//! new chain head atomically:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `e` seq (u64 BE) | the record ([`Record`] storage form) |
+//! | `s` session id (16 bytes) | the [`SessionSummary`] as JSON |
+//! | `x` session id, session seq (u64 BE) | global seq (u64 BE) |
+//! | `t` opened_at (i64 BE, sign bit flipped), session id | empty (time index) |
+//! | `m` `head` | head seq (u64 BE) and hash (32 bytes) |
+//! | `m` `format` | `portcullis-recording-v1` |
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use portcullis_core::{Event, SessionId, Timestamp};
+
+use crate::record::{split_hash, split_u64};
+use crate::{
+    Appended, EventStore, Head, Record, RecordIter, RecordingError, Result, SessionFilter,
+    SessionSummary,
+};
+
+const TREE: &str = "portcullis-v1";
+const FORMAT: &[u8] = b"portcullis-recording-v1";
+const P_EVENT: u8 = b'e';
+const P_SESSION: u8 = b's';
+const P_SESSION_EVENT: u8 = b'x';
+const P_TIME: u8 = b't';
+const K_HEAD: &[u8] = b"mhead";
+const K_FORMAT: &[u8] = b"mformat";
+
+/// The sled-backed [`EventStore`].
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// The chain head; the lock serializes appends.
+    head: Mutex<Head>,
+    /// sled's log file, synced with `fdatasync` after sled's own flush (on Linux sled
+    /// flushes with `sync_file_range`, which does not reach stable storage by itself).
+    log_file: Option<File>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in directory `path`.
+    ///
+    /// sled locks the directory; a store that was just dropped in this process
+    /// may hold the lock for a moment while its background threads finish, so a
+    /// lock conflict is retried for up to two seconds.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let db = loop {
+            match sled::Config::new().path(path).flush_every_ms(None).open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
+        // Make the directory entries of sled's files durable once.
+        File::open(path)?.sync_all()?;
+        let log_file = File::open(path.join("db"))?;
+        Self::from_db(db, Some(log_file), Some(path.to_path_buf()))
+    }
+
+    /// A store in a temporary location that is removed when dropped (tests, examples).
+    pub fn temporary() -> Result<Self> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .flush_every_ms(None)
+            .open()?;
+        Self::from_db(db, None, None)
+    }
+
+    fn from_db(db: sled::Db, log_file: Option<File>, path: Option<PathBuf>) -> Result<Self> {
+        let tree = db.open_tree(TREE)?;
+        match tree.get(K_FORMAT)? {
+            Some(v) if v.as_ref() == FORMAT => {}
+            Some(v) => {
+                return Err(RecordingError::Corrupt {
+                    seq: None,
+                    reason: format!("unknown store format {:?}", String::from_utf8_lossy(&v)),
+                });
+            }
+            None => {
+                tree.insert(K_FORMAT, FORMAT)?;
+                db.flush()?;
+            }
+        }
+        let head = read_head(&tree)?;
+        // The head and the last record are written in the same batch; check they agree.
+        let last = tree.scan_prefix([P_EVENT]).next_back().transpose()?;
+        let last_seq = match &last {
+            Some((k, _)) => key_seq(k)?,
+            None => 0,
+        };
+        if last_seq != head.seq {
+            return Err(RecordingError::Corrupt {
+                seq: Some(last_seq),
+                reason: format!(
+                    "chain head says seq {}, last record is {last_seq}",
+                    head.seq
+                ),
+            });
+        }
+        Ok(Self {
+            db,
+            tree,
+            head: Mutex::new(head),
+            log_file,
+            path,
+        })
+    }
+
+    /// The directory of the store (`None` for a temporary store).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn load_summary(&self, id: &SessionId) -> Result<Option<SessionSummary>> {
+        match self.tree.get(session_key(id))? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| RecordingError::Corrupt {
+                    seq: None,
+                    reason: format!("session {id} summary: {e}"),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    fn record_at(tree: &sled::Tree, seq: u64) -> Result<Option<Record>> {
+        match tree.get(event_key(seq))? {
+            Some(v) => Record::decode_value(seq, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl EventStore for SledStore {
+    fn append(&self, events: &[Event]) -> Result<Appended> {
+        let mut head_guard = self
+            .head
+            .lock()
+            .map_err(|_| RecordingError::Storage("store lock poisoned".into()))?;
+        let start = *head_guard;
+        let first_seq = start.seq.saturating_add(1);
+        if events.is_empty() {
+            return Ok(Appended {
+                first_seq,
+                count: 0,
+                head: start,
+            });
+        }
+        let mut batch = sled::Batch::default();
+        let mut summaries: HashMap<SessionId, SessionSummary> = HashMap::new();
+        let mut head = start;
+        for event in events {
+            let seq = head.seq.saturating_add(1);
+            let session_seq = match summaries.get_mut(&event.session) {
+                Some(s) => s.apply(event, seq),
+                None => {
+                    let summary = match self.load_summary(&event.session)? {
+                        Some(mut s) => {
+                            s.apply(event, seq);
+                            s
+                        }
+                        None => {
+                            let s = SessionSummary::start(event, seq);
+                            batch.insert(time_key(s.opened_at, &s.id), &[][..]);
+                            s
+                        }
+                    };
+                    let n = summary.events;
+                    summaries.insert(event.session, summary);
+                    n
+                }
+            };
+            let record = Record::chain(head, session_seq, event.clone())?;
+            batch.insert(&event_key(seq)[..], record.encode_value());
+            batch.insert(
+                session_event_key(&event.session, session_seq),
+                &seq.to_be_bytes()[..],
+            );
+            head = record.head();
+        }
+        for (id, summary) in &summaries {
+            let v =
+                serde_json::to_vec(summary).map_err(|e| RecordingError::Encode(e.to_string()))?;
+            batch.insert(session_key(id), v);
+        }
+        let mut head_value = Vec::with_capacity(40);
+        head_value.extend_from_slice(&head.seq.to_be_bytes());
+        head_value.extend_from_slice(&head.hash.0);
+        batch.insert(K_HEAD, head_value);
+        self.tree.apply_batch(batch)?;
+        *head_guard = head;
+        Ok(Appended {
+            first_seq,
+            count: head.seq.saturating_sub(start.seq),
+            head,
+        })
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        if let Some(f) = &self.log_file {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn head(&self) -> Result<Head> {
+        self.head
+            .lock()
+            .map(|h| *h)
+            .map_err(|_| RecordingError::Storage("store lock poisoned".into()))
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<Record>> {
+        Self::record_at(&self.tree, seq)
+    }
+
+    fn scan(&self, from_seq: u64, limit: usize) -> Result<RecordIter<'_>> {
+        let iter = self
+            .tree
+            .range(event_key(from_seq)..=event_key(u64::MAX))
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                Record::decode_value(key_seq(&k)?, &v)
+            });
+        Ok(Box::new(iter))
+    }
+
+    fn session(&self, id: SessionId) -> Result<Option<SessionSummary>> {
+        self.load_summary(&id)
+    }
+
+    fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>> {
+        let lower = time_prefix(filter.since.unwrap_or(Timestamp(i64::MIN)));
+        let upper = match filter.until {
+            Some(u) => time_prefix(u),
+            None => vec![P_TIME.saturating_add(1)],
+        };
+        let mut out = Vec::new();
+        if filter.limit == 0 || lower >= upper {
+            return Ok(out);
+        }
+        for item in self.tree.range(lower..upper).rev() {
+            let (k, _) = item?;
+            let id = k
+                .get(9..25)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(|b| SessionId(uuid::Uuid::from_bytes(b)))
+                .ok_or_else(|| RecordingError::Corrupt {
+                    seq: None,
+                    reason: "malformed time index key".into(),
+                })?;
+            let Some(summary) = self.load_summary(&id)? else {
+                return Err(RecordingError::Corrupt {
+                    seq: None,
+                    reason: format!("time index names session {id} without a summary"),
+                });
+            };
+            if summary.matches(filter) {
+                out.push(summary);
+                if out.len() >= filter.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn session_events(&self, id: SessionId) -> Result<RecordIter<'_>> {
+        let mut prefix = Vec::with_capacity(17);
+        prefix.push(P_SESSION_EVENT);
+        prefix.extend_from_slice(id.as_bytes());
+        let tree = self.tree.clone();
+        let iter = self.tree.scan_prefix(prefix).map(move |item| {
+            let (k, v) = item?;
+            let seq = split_u64(&v)
+                .map(|(s, _)| s)
+                .ok_or_else(|| RecordingError::Corrupt {
+                    seq: None,
+                    reason: format!("malformed session index entry {k:?}"),
+                })?;
+            Self::record_at(&tree, seq)?.ok_or_else(|| RecordingError::Corrupt {
+                seq: Some(seq),
+                reason: "session index names a missing record".into(),
+            })
+        });
+        Ok(Box::new(iter))
+    }
+}
+
+fn read_head(tree: &sled::Tree) -> Result<Head> {
+    match tree.get(K_HEAD)? {
+        None => Ok(Head::GENESIS),
+        Some(v) => {
+            let parsed = split_u64(&v)
+                .and_then(|(seq, rest)| split_hash(rest).map(|(hash, _)| Head { seq, hash }));
+            parsed.ok_or_else(|| RecordingError::Corrupt {
+                seq: None,
+                reason: "malformed chain head".into(),
+            })
+        }
+    }
+}
+
+fn event_key(seq: u64) -> [u8; 9] {
+    let mut k = [P_EVENT; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn key_seq(k: &[u8]) -> Result<u64> {
+    k.get(1..)
+        .and_then(split_u64)
+        .map(|(s, _)| s)
+        .ok_or_else(|| RecordingError::Corrupt {
+            seq: None,
+            reason: "malformed record key".into(),
+        })
+}
+
+fn session_key(id: &SessionId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(P_SESSION);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn session_event_key(id: &SessionId, session_seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.push(P_SESSION_EVENT);
+    k.extend_from_slice(id.as_bytes());
+    k.extend_from_slice(&session_seq.to_be_bytes());
+    k
+}
+
+/// Timestamps as order-preserving bytes: flip the sign bit of the big-endian form.
+fn time_prefix(t: Timestamp) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.push(P_TIME);
+    k.extend_from_slice(&(t.0.cast_unsigned() ^ (1 << 63)).to_be_bytes());
+    k
+}
+
+fn time_key(t: Timestamp, id: &SessionId) -> Vec<u8> {
+    let mut k = time_prefix(t);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
