@@ -133,7 +133,7 @@ pub async fn show(
                         client_addr.unwrap_or_else(|| "-".into()),
                     )?;
                     for (k, v) in details {
-                        writeln!(out, "  {k:<9} {v}")?;
+                        writeln!(out, "  {k}: {v}")?;
                     }
                 }
                 EventKind::SessionRefused {

@@ -105,7 +105,10 @@ impl Source {
     }
 
     /// Session summaries matching `filter`, newest first.
-    pub async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>, AuditError> {
+    pub async fn sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Vec<SessionSummary>, AuditError> {
         match self {
             Source::Store(store) => store
                 .list_sessions(filter)
@@ -124,13 +127,16 @@ impl Source {
                 if let Some(t) = filter.until {
                     query.push(format!("until={}", t.as_micros()));
                 }
-                let body = self.get(&format!("/v1/sessions?{}", query.join("&"))).await?;
+                let body = self
+                    .get(&format!("/v1/sessions?{}", query.join("&")))
+                    .await?;
                 let bytes = body
                     .collect()
                     .await
                     .map_err(|e| AuditError::Gateway(e.to_string()))?
                     .to_bytes();
-                serde_json::from_slice(&bytes).map_err(|e| AuditError::Gateway(format!("bad answer: {e}")))
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| AuditError::Gateway(format!("bad answer: {e}")))
             }
         }
     }
@@ -149,7 +155,8 @@ impl Source {
                     .await
                     .map_err(|e| AuditError::Gateway(e.to_string()))?
                     .to_bytes();
-                serde_json::from_slice(&bytes).map_err(|e| AuditError::Gateway(format!("bad answer: {e}")))
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| AuditError::Gateway(format!("bad answer: {e}")))
             }
         }
     }

@@ -37,7 +37,10 @@ fn pgbench(port: u16, user: &str, password: &str, db: &str, args: &[&str], secon
         .expect("pgbench runs");
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        panic!("pgbench failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "pgbench failed: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let field = |prefix: &str| -> f64 {
         text.lines()
@@ -110,17 +113,30 @@ password = "{PASSWORD}"
         .stdout(Stdio::null())
         .stderr(log);
     let p = Process::spawn("portcullis", &mut cmd).unwrap();
-    wait_for_tcp(format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(20)).unwrap();
+    wait_for_tcp(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(20),
+    )
+    .unwrap();
     (p, port)
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let durability = std::env::var("BENCH_DURABILITY").unwrap_or_else(|_| "batched".into());
     let masking = std::env::var("BENCH_MASKING").is_ok_and(|v| v == "on");
     if !gateway_bin().exists() {
-        panic!("{} not found: build it with cargo build --release -p portcullis", gateway_bin().display());
+        panic!(
+            "{} not found: build it with cargo build --release -p portcullis",
+            gateway_bin().display()
+        );
     }
 
     let pg = PgCluster::start(
@@ -140,8 +156,19 @@ fn main() {
         .env("PGPASSWORD", PASSWORD)
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let bouncer = PgBouncer::start(&pg, PgBouncerOptions { pool_size: 20, ..PgBouncerOptions::default() }).unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let bouncer = PgBouncer::start(
+        &pg,
+        PgBouncerOptions {
+            pool_size: 20,
+            ..PgBouncerOptions::default()
+        },
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (_gateway, gw_port) = start_gateway(dir.path(), &pg, &durability, masking);
     let token = {
@@ -155,18 +182,34 @@ fn main() {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     let rows_script = dir.path().join("rows10k.sql");
-    std::fs::write(&rows_script, "SELECT * FROM pgbench_accounts LIMIT 10000;\n").unwrap();
+    std::fs::write(
+        &rows_script,
+        "SELECT * FROM pgbench_accounts LIMIT 10000;\n",
+    )
+    .unwrap();
     let rows_arg = rows_script.display().to_string();
 
     let scenarios: Vec<(&str, Vec<&str>)> = vec![
         ("pgbench -S, 1 client", vec!["-S", "-c", "1", "-j", "1"]),
-        ("pgbench -S, 16 clients / 2 threads", vec!["-S", "-c", "16", "-j", "2"]),
-        ("SELECT 10,000 rows, 1 client", vec!["-f", &rows_arg, "-c", "1", "-j", "1"]),
+        (
+            "pgbench -S, 16 clients / 2 threads",
+            vec!["-S", "-c", "16", "-j", "2"],
+        ),
+        (
+            "SELECT 10,000 rows, 1 client",
+            vec!["-f", &rows_arg, "-c", "1", "-j", "1"],
+        ),
     ];
     let db = pg.database().to_string();
     let paths: Vec<(&str, u16, &str, &str, &str)> = vec![
         ("direct", pg.port(), "bencher", PASSWORD, db.as_str()),
-        ("pgbouncer", bouncer.port(), "bencher", PASSWORD, db.as_str()),
+        (
+            "pgbouncer",
+            bouncer.port(),
+            "bencher",
+            PASSWORD,
+            db.as_str(),
+        ),
         ("portcullis", gw_port, "bench", token.as_str(), "bench"),
     ];
 
@@ -191,7 +234,11 @@ fn main() {
         let lat = |l: &str| median(results[l].1.clone());
         println!("\n{name}");
         for (label, ..) in &paths {
-            println!("  {label:<11} {:>10.0} tps   mean latency {:>8.3} ms", tps(label), lat(label));
+            println!(
+                "  {label:<11} {:>10.0} tps   mean latency {:>8.3} ms",
+                tps(label),
+                lat(label)
+            );
         }
         println!(
             "  ratios: portcullis/direct = {:.2}x, portcullis/pgbouncer = {:.2}x; added mean latency vs direct = {:.1} us",

@@ -29,7 +29,11 @@ struct Api {
 }
 
 /// Builds the API router.
-pub fn router(store: Arc<dyn EventStore>, auth: Authenticator, auditor_groups: Vec<String>) -> Router {
+pub fn router(
+    store: Arc<dyn EventStore>,
+    auth: Authenticator,
+    auditor_groups: Vec<String>,
+) -> Router {
     let api = Api {
         store,
         auditor_groups: Arc::new(auditor_groups),

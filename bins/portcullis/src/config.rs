@@ -200,7 +200,9 @@ impl GatewayConfig {
             }
         }
         if has_postgres_target && self.postgres.is_none() {
-            return Err("postgres: PostgreSQL targets are defined but no [postgres] listener".into());
+            return Err(
+                "postgres: PostgreSQL targets are defined but no [postgres] listener".into(),
+            );
         }
         Ok(())
     }
@@ -248,9 +250,11 @@ listen = "127.0.0.1:6432"
         assert!(e.contains("targets.db.upstream.address"), "{e}");
         let e = parse(&format!("{BASE}\n[targets.db]\nprotocol = \"postgres\"\nallowed_groups = [\"a\"]\n[targets.db.upstream]\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\npassword_env = \"PORTCULLIS_SURELY_UNSET\"\n")).unwrap_err();
         assert!(e.contains("PORTCULLIS_SURELY_UNSET"), "{e}");
-        let e = parse("[identity]\n[postgres]\nlisten = \"127.0.0.1:1\"\nrequire_tls = true\n").unwrap_err();
+        let e = parse("[identity]\n[postgres]\nlisten = \"127.0.0.1:1\"\nrequire_tls = true\n")
+            .unwrap_err();
         assert!(e.contains("postgres.require_tls"), "{e}");
-        let e = parse("[identity]\n[admin]\nlisten = \"127.0.0.1:1\"\nauditor_groups = []\n").unwrap_err();
+        let e = parse("[identity]\n[admin]\nlisten = \"127.0.0.1:1\"\nauditor_groups = []\n")
+            .unwrap_err();
         assert!(e.contains("admin.auditor_groups"), "{e}");
     }
 }

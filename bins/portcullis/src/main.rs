@@ -74,7 +74,9 @@ enum Cmd {
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -84,7 +86,10 @@ fn init_logs(json: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("portcullis: cannot start the runtime: {e}");
@@ -145,8 +150,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let groups: Vec<String> = groups.into_iter().filter(|g| !g.is_empty()).collect();
             let key = portcullis_identity::generate_api_key(&id).map_err(|e| e.to_string())?;
-            println!("API key (shown once; give it to the caller):\n  {}\n", key.key.expose());
-            println!("Add to the configuration:\n{}", key.toml_snippet(&subject, &groups));
+            println!(
+                "API key (shown once; give it to the caller):\n  {}\n",
+                key.key.expose()
+            );
+            println!(
+                "Add to the configuration:\n{}",
+                key.toml_snippet(&subject, &groups)
+            );
             Ok(())
         }
     }

@@ -124,7 +124,12 @@ fn listener_settings(pg: &PostgresListenerConfig) -> Result<ListenerSettings, St
 
 fn print_banner(config: &GatewayConfig, config_path: &str, addr: &str) {
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6432"));
-    let target = config.targets.keys().next().map(String::as_str).unwrap_or("TARGET");
+    let target = config
+        .targets
+        .keys()
+        .next()
+        .map(String::as_str)
+        .unwrap_or("TARGET");
     let group = config
         .targets
         .values()

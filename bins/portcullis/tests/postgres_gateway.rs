@@ -44,11 +44,13 @@ fn psql_session_with_copy_is_recorded_and_queryable() {
     // \copy both ways.
     let csv = h.dir.path().join("people.csv");
     let csv_s = csv.display().to_string();
-    psql.run(&format!("\\copy people TO '{csv_s}' CSV")).unwrap();
+    psql.run(&format!("\\copy people TO '{csv_s}' CSV"))
+        .unwrap();
     let exported = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(exported, "1,a@example.com\n2,b@example.com\n");
     std::fs::write(&csv, "3,c@example.com\n4,d@example.com\n").unwrap();
-    psql.run(&format!("\\copy people FROM '{csv_s}' CSV")).unwrap();
+    psql.run(&format!("\\copy people FROM '{csv_s}' CSV"))
+        .unwrap();
     assert_eq!(psql.run("SELECT count(*) FROM people").unwrap().trim(), "4");
 
     // Errors and notices pass through.
@@ -68,10 +70,22 @@ fn psql_session_with_copy_is_recorded_and_queryable() {
     // The query API: sessions of alice, and the statements of the first one in order.
     let auditor = h.token("carol", "auditors", "10m");
     let gw = format!("http://127.0.0.1:{}", h.admin_port);
-    let list = h.audit(&["--gateway", &gw, "--token", &auditor, "sessions", "--subject", "alice", "--json"]);
+    let list = h.audit(&[
+        "--gateway",
+        &gw,
+        "--token",
+        &auditor,
+        "sessions",
+        "--subject",
+        "alice",
+        "--json",
+    ]);
     let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
     assert!(list.len() >= 5, "{list:?}");
-    assert!(list.iter().all(|s| s["subject"] == "alice" && s["target"] == "app"));
+    assert!(
+        list.iter()
+            .all(|s| s["subject"] == "alice" && s["target"] == "app")
+    );
     let shown = h.audit(&["--gateway", &gw, "--token", &auditor, "show", &sid]);
     let create = shown.find("CREATE TABLE people").unwrap();
     let insert = shown.find("INSERT INTO people").unwrap();
@@ -101,7 +115,11 @@ fn pgbench_in_every_protocol_mode() {
         .env("PGPASSWORD", UPSTREAM_PASSWORD)
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     for (mode, select_only) in [
         ("simple", true),
         ("extended", true),
@@ -110,10 +128,23 @@ fn pgbench_in_every_protocol_mode() {
         ("prepared", false),
     ] {
         let mut cmd = Command::new("pgbench");
-        cmd.args(["-n", "-M", mode, "-t", "100", "-c", "4", "-j", "2", "-h", "127.0.0.1", "-p"])
-            .arg(h.pg_port.to_string())
-            .args(["-U", "bench", "app"])
-            .env("PGPASSWORD", &token);
+        cmd.args([
+            "-n",
+            "-M",
+            mode,
+            "-t",
+            "100",
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-h",
+            "127.0.0.1",
+            "-p",
+        ])
+        .arg(h.pg_port.to_string())
+        .args(["-U", "bench", "app"])
+        .env("PGPASSWORD", &token);
         if select_only {
             cmd.arg("-S");
         }
@@ -125,23 +156,45 @@ fn pgbench_in_every_protocol_mode() {
             String::from_utf8_lossy(&out.stderr),
             h.logs()
         );
-        assert!(stdout.contains("number of transactions actually processed: 400/400"), "{stdout}");
-        assert!(stdout.contains("number of failed transactions: 0"), "{stdout}");
+        assert!(
+            stdout.contains("number of transactions actually processed: 400/400"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("number of failed transactions: 0"),
+            "{stdout}"
+        );
     }
     // Every statement was recorded: 3 x 400 select-only + 2 x 400 x 7 TPC-B statements
     // (BEGIN, 3 UPDATEs, SELECT, INSERT, END), plus pgbench's own setup queries.
     std::thread::sleep(Duration::from_millis(300));
     let auditor = h.token("carol", "auditors", "10m");
     let gw = format!("http://127.0.0.1:{}", h.admin_port);
-    let list = h.audit(&["--gateway", &gw, "--token", &auditor, "sessions", "--subject", "bench", "--json", "--limit", "1000"]);
+    let list = h.audit(&[
+        "--gateway",
+        &gw,
+        "--token",
+        &auditor,
+        "sessions",
+        "--subject",
+        "bench",
+        "--json",
+        "--limit",
+        "1000",
+    ]);
     let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
     let commands: u64 = list.iter().map(|s| s["commands"].as_u64().unwrap()).sum();
-    assert!(commands >= 3 * 400 + 2 * 400 * 7, "only {commands} commands recorded");
+    assert!(
+        commands >= 3 * 400 + 2 * 400 * 7,
+        "only {commands} commands recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_postgres_prepared_binary_transactions_and_cancel() {
-    let h = tokio::task::spawn_blocking(|| Harness::start(Options::default())).await.unwrap();
+    let h = tokio::task::spawn_blocking(|| Harness::start(Options::default()))
+        .await
+        .unwrap();
     let token = h.token("dave", "developers", "10m");
     let client = h.connect(&token, "app").await;
 
@@ -151,15 +204,21 @@ async fn tokio_postgres_prepared_binary_transactions_and_cancel() {
         .unwrap();
     // Prepared statements with binary parameters and results.
     let insert = client
-        .prepare("INSERT INTO accounts VALUES ($1, $2::numeric, $3, now()) RETURNING id")
+        .prepare("INSERT INTO accounts VALUES ($1, ($2::text)::numeric, $3, now()) RETURNING id")
         .await
         .unwrap();
     for i in 1..=50i64 {
-        let row = client.query_one(&insert, &[&i, &format!("{i}.50"), &"x"]).await.unwrap();
+        let row = client
+            .query_one(&insert, &[&i, &format!("{i}.50"), &"x"])
+            .await
+            .unwrap();
         assert_eq!(row.get::<_, i64>(0), i);
     }
     let rows = client
-        .query("SELECT id, note FROM accounts WHERE id <= $1 ORDER BY id", &[&10i64])
+        .query(
+            "SELECT id, note FROM accounts WHERE id <= $1 ORDER BY id",
+            &[&10i64],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 10);
@@ -172,18 +231,31 @@ async fn tokio_postgres_prepared_binary_transactions_and_cancel() {
         tx.execute("DELETE FROM accounts", &[]).await.unwrap();
         tx.rollback().await.unwrap();
     }
-    let n: i64 = client.query_one("SELECT count(*) FROM accounts", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 50);
     {
         let tx = client.transaction().await.unwrap();
-        tx.execute("DELETE FROM accounts WHERE id > 40", &[]).await.unwrap();
+        tx.execute("DELETE FROM accounts WHERE id > 40", &[])
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
-    let n: i64 = client.query_one("SELECT count(*) FROM accounts", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 40);
 
     // An error inside a pipeline does not desynchronise the session.
-    let bad = client.query("SELECT * FROM no_such_table", &[]).await.unwrap_err();
+    let bad = client
+        .query("SELECT * FROM no_such_table", &[])
+        .await
+        .unwrap_err();
     assert_eq!(bad.code().unwrap().code(), "42P01");
     let ok: i32 = client.query_one("SELECT 7", &[]).await.unwrap().get(0);
     assert_eq!(ok, 7);
@@ -212,13 +284,22 @@ fn md5_and_cleartext_upstreams() {
     let token = h.token("erin", "dba", "10m");
     for target in ["legacy_md5", "legacy_plain"] {
         let out = h.psql(&token, target).run("SELECT current_user").unwrap();
-        assert_eq!(out.trim(), if target == "legacy_md5" { "gw_md5" } else { "gw_plain" });
+        assert_eq!(
+            out.trim(),
+            if target == "legacy_md5" {
+                "gw_md5"
+            } else {
+                "gw_plain"
+            }
+        );
     }
 }
 
 /// Connects with a raw socket and sends a startup packet; returns the stream.
 async fn raw_startup(port: u16, database: &str) -> tokio::net::TcpStream {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let mut body = Vec::new();
     body.extend_from_slice(&196608u32.to_be_bytes());
     for (k, v) in [("user", "mallory"), ("database", database)] {
@@ -254,11 +335,15 @@ async fn bad_input_gets_clear_errors_and_others_keep_working() {
     let survivor = h.connect(&good, "app").await;
 
     async fn login_error(h: &Harness, password: &str, target: &str) -> (String, String) {
-        let url = h.url(password, target).replace("sslmode=disable", "sslmode=disable connect_timeout=10");
+        let url = h
+            .url(password, target)
+            .replace("sslmode=disable", "sslmode=disable connect_timeout=10");
         match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
             Ok(_) => panic!("login to {target} should fail"),
             Err(e) => {
-                let db = e.as_db_error().map(|d| (d.code().code().to_string(), d.message().to_string()));
+                let db = e
+                    .as_db_error()
+                    .map(|d| (d.code().code().to_string(), d.message().to_string()));
                 db.unwrap_or_else(|| ("none".into(), e.to_string()))
             }
         }
@@ -282,8 +367,12 @@ async fn bad_input_gets_clear_errors_and_others_keep_working() {
     assert!(!msg.contains("not-the-password") && !msg.contains(UPSTREAM_PASSWORD));
 
     // Garbage instead of a startup packet.
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", h.pg_port)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", h.pg_port))
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let answer = read_all(&mut s).await;
     assert!(answer.is_empty() || answer[0] == b'E', "{answer:?}");
 
@@ -298,16 +387,23 @@ async fn bad_input_gets_clear_errors_and_others_keep_working() {
     pw.push(0);
     s.write_all(&pw).await.unwrap();
     // A Bind whose parameter count runs past its length, then a bogus message type.
-    s.write_all(&[b'B', 0, 0, 0, 10, 0, 0, 0, 5, 0xff, 0xff]).await.unwrap();
+    s.write_all(&[b'B', 0, 0, 0, 10, 0, 0, 0, 5, 0xff, 0xff])
+        .await
+        .unwrap();
     let answer = read_all(&mut s).await;
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.contains("08P01") && text.contains("protocol violation"), "{text}");
+    assert!(
+        text.contains("08P01") && text.contains("protocol violation"),
+        "{text}"
+    );
 
     // A client that disconnects in the middle of a message.
     let mut s = raw_startup(h.pg_port, "app").await;
     s.read_exact(&mut buf).await.unwrap();
     s.write_all(&pw).await.unwrap();
-    s.write_all(&[b'Q', 0, 0, 1, 0, b'S', b'E', b'L']).await.unwrap();
+    s.write_all(&[b'Q', 0, 0, 1, 0, b'S', b'E', b'L'])
+        .await
+        .unwrap();
     drop(s);
 
     // Everyone else is still served.
@@ -322,17 +418,41 @@ async fn bad_input_gets_clear_errors_and_others_keep_working() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let auditor = h.token("carol", "auditors", "10m");
     let gw = format!("http://127.0.0.1:{}", h.admin_port);
-    let list = h.audit(&["--gateway", &gw, "--token", &auditor, "sessions", "--json", "--limit", "100"]);
+    let list = h.audit(&[
+        "--gateway",
+        &gw,
+        "--token",
+        &auditor,
+        "sessions",
+        "--json",
+        "--limit",
+        "100",
+    ]);
     let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
-    let refused: Vec<_> = list.iter().filter(|s| s["outcome"]["state"] == "refused").collect();
-    let sides: Vec<&str> = refused.iter().map(|s| s["outcome"]["side"].as_str().unwrap()).collect();
-    assert!(sides.contains(&"client") && sides.contains(&"upstream") && sides.contains(&"policy"), "{refused:?}");
+    let refused: Vec<_> = list
+        .iter()
+        .filter(|s| s["outcome"]["state"] == "refused")
+        .collect();
+    let sides: Vec<&str> = refused
+        .iter()
+        .map(|s| s["outcome"]["side"].as_str().unwrap())
+        .collect();
+    assert!(
+        sides.contains(&"client") && sides.contains(&"upstream") && sides.contains(&"policy"),
+        "{refused:?}"
+    );
     let closed: Vec<String> = list
         .iter()
         .filter_map(|s| s["outcome"]["reason"].as_str().map(str::to_string))
         .collect();
-    assert!(closed.iter().any(|r| r.contains("protocol violation")), "{closed:?}");
-    assert!(closed.iter().any(|r| r.contains("mid-message")), "{closed:?}");
+    assert!(
+        closed.iter().any(|r| r.contains("protocol violation")),
+        "{closed:?}"
+    );
+    assert!(
+        closed.iter().any(|r| r.contains("mid-message")),
+        "{closed:?}"
+    );
 }
 
 #[test]
@@ -343,24 +463,53 @@ fn upstream_password_never_leaves_the_gateway() {
     let psql = h.psql(&token, "app");
     client_visible += &psql.run("SELECT 1; SHOW ALL").unwrap();
     client_visible += &psql.run("SELECT 1/0").unwrap_err().to_string();
-    client_visible += &h.psql(&token, "badcred").run("SELECT 1").unwrap_err().to_string();
-    client_visible += &h.psql(&token, "down").run("SELECT 1").unwrap_err().to_string();
-    client_visible += &h.psql("wrong", "app").run("SELECT 1").unwrap_err().to_string();
+    client_visible += &h
+        .psql(&token, "badcred")
+        .run("SELECT 1")
+        .unwrap_err()
+        .to_string();
+    client_visible += &h
+        .psql(&token, "down")
+        .run("SELECT 1")
+        .unwrap_err()
+        .to_string();
+    client_visible += &h
+        .psql("wrong", "app")
+        .run("SELECT 1")
+        .unwrap_err()
+        .to_string();
     let auditor = h.token("carol", "auditors", "10m");
     let gw = format!("http://127.0.0.1:{}", h.admin_port);
     for s in serde_json::from_str::<Vec<serde_json::Value>>(&h.audit(&[
-        "--gateway", &gw, "--token", &auditor, "sessions", "--json",
+        "--gateway",
+        &gw,
+        "--token",
+        &auditor,
+        "sessions",
+        "--json",
     ]))
     .unwrap()
     {
-        client_visible += &h.audit(&["--gateway", &gw, "--token", &auditor, "show", s["id"].as_str().unwrap(), "--json"]);
+        client_visible += &h.audit(&[
+            "--gateway",
+            &gw,
+            "--token",
+            &auditor,
+            "show",
+            s["id"].as_str().unwrap(),
+            "--json",
+        ]);
     }
     h.stop("TERM");
     for secret in [UPSTREAM_PASSWORD, "not-the-password"] {
         assert!(!client_visible.contains(secret), "client saw {secret}");
         assert!(!h.logs().contains(secret), "gateway log contains {secret}");
         for (path, bytes) in files_under(&h.store) {
-            assert!(!contains(&bytes, secret.as_bytes()), "{} contains {secret}", path.display());
+            assert!(
+                !contains(&bytes, secret.as_bytes()),
+                "{} contains {secret}",
+                path.display()
+            );
         }
     }
     // The log and the record are not empty: the check above looked at real content.
@@ -368,14 +517,37 @@ fn upstream_password_never_leaves_the_gateway() {
     assert!(client_visible.contains("session_opened"));
 }
 
-fn insert_loop_session(h: &Harness, token: &str, table: &str, rows: usize) -> (String, std::process::Child) {
-    h.psql(token, "app").run(&format!("CREATE TABLE {table} (id int)")).unwrap();
+fn insert_loop_session(
+    h: &Harness,
+    token: &str,
+    table: &str,
+    rows: usize,
+) -> (String, std::process::Child) {
+    h.psql(token, "app")
+        .run(&format!("CREATE TABLE {table} (id int)"))
+        .unwrap();
     // One psql session runs the inserts one statement at a time.
-    let script: String = (1..=rows).map(|i| format!("INSERT INTO {table} VALUES ({i});\n")).collect();
+    let script: String = (1..=rows)
+        .map(|i| format!("INSERT INTO {table} VALUES ({i});\n"))
+        .collect();
     let path = h.dir.path().join(format!("{table}.sql"));
-    std::fs::write(&path, format!("SELECT current_setting('portcullis.session_id');\n{script}")).unwrap();
+    std::fs::write(
+        &path,
+        format!("SELECT current_setting('portcullis.session_id');\n{script}"),
+    )
+    .unwrap();
     let child = Command::new("psql")
-        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+        ])
         .arg(h.pg_port.to_string())
         .args(["-U", "alice", "-d", "app", "-f"])
         .arg(&path)
@@ -414,12 +586,20 @@ fn strict_durability_records_every_forwarded_statement_across_kill_9() {
     std::thread::sleep(Duration::from_millis(1500));
     h.kill9();
     let _ = child.wait();
-    let in_db: usize = h.pg.psql(&format!("SELECT count(*) FROM {table}")).unwrap().trim().parse().unwrap();
+    let in_db: usize =
+        h.pg.psql(&format!("SELECT count(*) FROM {table}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
     assert!(in_db > 10, "too few inserts ran ({in_db}) to test anything");
     let recorded = recorded_inserts(&h, &sid, &table);
     // Every statement that reached PostgreSQL has its record (the one in flight may
     // have been recorded and not executed, never the other way round).
-    assert!(recorded >= in_db, "{in_db} rows in the database, {recorded} recorded");
+    assert!(
+        recorded >= in_db,
+        "{in_db} rows in the database, {recorded} recorded"
+    );
     assert!(recorded <= in_db + 1, "{in_db} rows, {recorded} recorded");
     // The store is intact and a restarted gateway serves again.
     h.spawn_gateway();
@@ -444,7 +624,9 @@ fn batched_durability_keeps_everything_older_than_the_flush_interval_across_kill
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_tells_clients_and_records_the_close() {
-    let mut h = tokio::task::spawn_blocking(|| Harness::start(Options::default())).await.unwrap();
+    let mut h = tokio::task::spawn_blocking(|| Harness::start(Options::default()))
+        .await
+        .unwrap();
     let token = h.token("judy", "dba", "10m");
     let client = h.connect(&token, "app").await;
     let sid: String = client
@@ -477,15 +659,25 @@ fn tls_listener_and_required_tls() {
     let token = h.token("kim", "dba", "10m");
     let out = Command::new("psql")
         .args(["-X", "-t", "-A", "-c", "SELECT 'over tls'"])
-        .arg(format!("host=127.0.0.1 port={} dbname=app user=kim sslmode=require", h.pg_port))
+        .arg(format!(
+            "host=127.0.0.1 port={} dbname=app user=kim sslmode=require",
+            h.pg_port
+        ))
         .env("PGPASSWORD", &token)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "over tls");
     let out = Command::new("psql")
         .args(["-X", "-c", "SELECT 1"])
-        .arg(format!("host=127.0.0.1 port={} dbname=app user=kim sslmode=disable", h.pg_port))
+        .arg(format!(
+            "host=127.0.0.1 port={} dbname=app user=kim sslmode=disable",
+            h.pg_port
+        ))
         .env("PGPASSWORD", &token)
         .output()
         .unwrap();

@@ -341,3 +341,25 @@ mod tests {
         assert_send_sync::<Authenticator>();
     }
 }
+
+/// Adapters (PostgreSQL, SSH) verify credentials through this trait.
+impl portcullis_core::CredentialVerifier for Authenticator {
+    fn verify(
+        &self,
+        credential: Secret<String>,
+    ) -> portcullis_core::BoxFuture<'static, portcullis_core::Result<Identity>> {
+        let auth = self.clone();
+        Box::pin(async move {
+            auth.authenticate(credential.expose())
+                .await
+                .map_err(|e| match e.side() {
+                    portcullis_core::Side::Client => portcullis_core::Error::Client(e.to_string()),
+                    portcullis_core::Side::Upstream => portcullis_core::Error::Upstream {
+                        message: e.to_string(),
+                        retryable: true,
+                    },
+                    _ => portcullis_core::Error::Internal(e.to_string()),
+                })
+        })
+    }
+}

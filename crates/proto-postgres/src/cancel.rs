@@ -73,6 +73,9 @@ impl CancelRegistry {
 
     /// Number of registered sessions.
     pub(crate) fn len(&self) -> usize {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }

@@ -76,14 +76,19 @@ impl UpstreamConfig {
         }
         if let Some(var) = &self.password_env {
             return std::env::var(var).map(Secret::new).map_err(|_| {
-                PgError::Config(format!("password_env: environment variable {var} is not set"))
+                PgError::Config(format!(
+                    "password_env: environment variable {var} is not set"
+                ))
             });
         }
         if let Some(path) = &self.password_file {
             return std::fs::read_to_string(path)
                 .map(|s| Secret::new(s.trim_end_matches(['\r', '\n']).to_string()))
                 .map_err(|e| {
-                    PgError::Config(format!("password_file: cannot read {}: {e}", path.display()))
+                    PgError::Config(format!(
+                        "password_file: cannot read {}: {e}",
+                        path.display()
+                    ))
                 });
         }
         // Trust or peer authentication upstream needs no password.
@@ -96,18 +101,20 @@ impl UpstreamConfig {
             UpstreamTlsMode::Disable => Ok(None),
             UpstreamTlsMode::Require => {
                 let provider = rustls::crypto::aws_lc_rs::default_provider();
-                let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider.clone()))
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| PgError::Config(format!("tls: {e}")))?
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(crate::tls::NoVerify(provider)))
-                    .with_no_client_auth();
+                let config =
+                    rustls::ClientConfig::builder_with_provider(Arc::new(provider.clone()))
+                        .with_safe_default_protocol_versions()
+                        .map_err(|e| PgError::Config(format!("tls: {e}")))?
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(crate::tls::NoVerify(provider)))
+                        .with_no_client_auth();
                 Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
             }
             UpstreamTlsMode::VerifyFull => {
-                let path = self.ca_file.as_ref().ok_or_else(|| {
-                    PgError::Config("tls = \"verify-full\" needs ca_file".into())
-                })?;
+                let path = self
+                    .ca_file
+                    .as_ref()
+                    .ok_or_else(|| PgError::Config("tls = \"verify-full\" needs ca_file".into()))?;
                 let roots = crate::tls::load_roots(path)?;
                 let config = rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::aws_lc_rs::default_provider(),

@@ -4,9 +4,9 @@ use bytes::{BufMut, BytesMut};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::PgError;
 use crate::frame;
 use crate::stream::Stream;
-use crate::PgError;
 
 /// A connection read and written one message at a time.
 pub(crate) struct MessageConn {
@@ -32,7 +32,9 @@ impl MessageConn {
     /// Reads the next startup-phase packet from a client.
     pub(crate) async fn read_startup_packet(&mut self) -> Result<BytesMut, PgError> {
         loop {
-            if let Some(packet) = frame::split_startup(&mut self.buf).map_err(PgError::ClientProtocol)? {
+            if let Some(packet) =
+                frame::split_startup(&mut self.buf).map_err(PgError::ClientProtocol)?
+            {
                 return Ok(packet);
             }
             if !self.fill().await.map_err(PgError::ClientIo)? {
@@ -42,9 +44,14 @@ impl MessageConn {
     }
 
     /// Reads the next typed message from a client.
-    pub(crate) async fn read_frontend(&mut self, max: usize) -> Result<PgWireFrontendMessage, PgError> {
+    pub(crate) async fn read_frontend(
+        &mut self,
+        max: usize,
+    ) -> Result<PgWireFrontendMessage, PgError> {
         loop {
-            if let Some(f) = frame::split_typed(&mut self.buf, max).map_err(PgError::ClientProtocol)? {
+            if let Some(f) =
+                frame::split_typed(&mut self.buf, max).map_err(PgError::ClientProtocol)?
+            {
                 return frame::decode_frontend(f, &frame::frontend_context())
                     .map_err(PgError::ClientProtocol);
             }
@@ -64,28 +71,42 @@ impl MessageConn {
                     .map_err(PgError::UpstreamProtocol);
             }
             if !self.fill().await.map_err(PgError::UpstreamIo)? {
-                return Err(PgError::UpstreamProtocol("server closed the connection during login".into()));
+                return Err(PgError::UpstreamProtocol(
+                    "server closed the connection during login".into(),
+                ));
             }
         }
     }
 
     /// Writes backend messages to a client.
-    pub(crate) async fn send_backend(&mut self, msgs: &[PgWireBackendMessage]) -> Result<(), PgError> {
+    pub(crate) async fn send_backend(
+        &mut self,
+        msgs: &[PgWireBackendMessage],
+    ) -> Result<(), PgError> {
         let mut out = BytesMut::new();
         for m in msgs {
             m.encode(&mut out)
                 .map_err(|e| PgError::Config(format!("encoding a message: {e}")))?;
         }
-        self.stream.write_all(&out).await.map_err(PgError::ClientIo)?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(PgError::ClientIo)?;
         self.stream.flush().await.map_err(PgError::ClientIo)
     }
 
     /// Writes a frontend message to an upstream.
-    pub(crate) async fn send_frontend(&mut self, msg: &PgWireFrontendMessage) -> Result<(), PgError> {
+    pub(crate) async fn send_frontend(
+        &mut self,
+        msg: &PgWireFrontendMessage,
+    ) -> Result<(), PgError> {
         let mut out = BytesMut::new();
         msg.encode(&mut out)
             .map_err(|e| PgError::Config(format!("encoding a message: {e}")))?;
-        self.stream.write_all(&out).await.map_err(PgError::UpstreamIo)?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(PgError::UpstreamIo)?;
         self.stream.flush().await.map_err(PgError::UpstreamIo)
     }
 
@@ -93,7 +114,10 @@ impl MessageConn {
     pub(crate) async fn send_byte(&mut self, b: u8) -> Result<(), PgError> {
         let mut out = BytesMut::with_capacity(1);
         out.put_u8(b);
-        self.stream.write_all(&out).await.map_err(PgError::ClientIo)?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(PgError::ClientIo)?;
         self.stream.flush().await.map_err(PgError::ClientIo)
     }
 }

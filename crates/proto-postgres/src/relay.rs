@@ -21,8 +21,8 @@ use pgwire::messages::extendedquery::Parse;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use portcullis_core::{
-    BoxPipeline, Column, Command, CommandRequest, Completion, Decision, FieldFormat,
-    OutputHooks, SessionContext, SqlVia, TextKind,
+    BoxPipeline, Column, Command, CommandRequest, Completion, Decision, FieldFormat, OutputHooks,
+    SessionContext, SqlVia, TextKind,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -318,7 +318,11 @@ impl ClientSide {
     async fn refuse_protocol(&mut self, e: String) -> Ended {
         let mut out = BytesMut::new();
         let _ = encode_all(
-            &[error_response("FATAL", "08P01", &format!("protocol violation: {e}"))],
+            &[error_response(
+                "FATAL",
+                "08P01",
+                &format!("protocol violation: {e}"),
+            )],
             &mut out,
         );
         self.batch.push(Entry::Emit(out));
@@ -346,7 +350,8 @@ impl ClientSide {
                         self.forward(&msg)?;
                     }
                     Admission::Refuse(refusal) => {
-                        self.batch.push(Entry::Expect(Expect::RefusedQuery(refusal)));
+                        self.batch
+                            .push(Entry::Expect(Expect::RefusedQuery(refusal)));
                         self.forward(&PgWireFrontendMessage::Query(Query::new(
                             MARKER_SQL.to_string(),
                         )))?;
@@ -387,7 +392,8 @@ impl ClientSide {
                         self.forward(&msg)?;
                     }
                     Admission::Refuse(refusal) => {
-                        self.batch.push(Entry::Expect(Expect::RefusedExecute(refusal)));
+                        self.batch
+                            .push(Entry::Expect(Expect::RefusedExecute(refusal)));
                         self.forward(&PgWireFrontendMessage::Parse(Parse::new(
                             Some(MARKER_NAME.to_string()),
                             MARKER_SQL.to_string(),
@@ -638,6 +644,7 @@ impl ServerSide {
     }
 
     fn pop(&mut self) -> Option<Expect> {
+        self.settle();
         match self.queue.pop_front() {
             Some(Entry::Expect(e)) => Some(e),
             Some(other) => {
@@ -841,7 +848,8 @@ impl ServerSide {
 fn skipped(e: Expect) {
     if let Expect::Query(mut r) | Expect::Execute(mut r) = e {
         r.completion.skipped = true;
-        r.completion.error = Some("not executed: an earlier statement in the pipeline failed".into());
+        r.completion.error =
+            Some("not executed: an earlier statement in the pipeline failed".into());
         r.finish();
     }
 }

@@ -8,11 +8,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::PgError;
 use crate::cancel::CancelRegistry;
 use crate::config::{ListenerSettings, UpstreamConfig};
 use crate::session::{self, PgTarget};
 use crate::upstream::UpstreamEndpoint;
-use crate::PgError;
 
 /// Shared state of a listener.
 pub(crate) struct GatewayInner {
@@ -137,7 +137,10 @@ impl PostgresGateway {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(left = sessions.len(), "sessions still open after the grace period; closing them");
+            tracing::warn!(
+                left = sessions.len(),
+                "sessions still open after the grace period; closing them"
+            );
             sessions.shutdown().await;
         }
         Ok(())

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::PgError;
 use crate::cancel::CancelTarget;
 use crate::conn::MessageConn;
 use crate::frame;
@@ -23,7 +24,6 @@ use crate::messages::{encode_all, error_response};
 use crate::relay::Relay;
 use crate::server::GatewayInner;
 use crate::stream::Stream;
-use crate::PgError;
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -85,6 +85,9 @@ pub(crate) async fn serve(
     .unwrap_or_else(|_| Err(PgError::Auth("login timed out".into())));
     let (identity, target) = match verified {
         Ok(x) => x,
+        // psql and others connect once without a password to learn that one is needed:
+        // nothing was attempted, so nothing is refused.
+        Err(PgError::ClientGone(_)) => return,
         Err(e) => {
             refuse(&gw, &mut conn, attempt, peer, None, Some(target_name), &e).await;
             return;
@@ -233,7 +236,9 @@ async fn negotiate(
             SSL_REQUEST => {
                 // Bytes sent after SSLRequest but before the answer would bypass TLS.
                 if !conn.buf.is_empty() {
-                    return Err(PgError::ClientProtocol("data received after SSLRequest".into()));
+                    return Err(PgError::ClientProtocol(
+                        "data received after SSLRequest".into(),
+                    ));
                 }
                 match (&gw.settings.tls, conn.stream) {
                     (Some(cfg), Stream::Plain(mut tcp)) => {
@@ -252,11 +257,9 @@ async fn negotiate(
             }
             GSSENC_REQUEST => conn.send_byte(b'N').await?,
             CANCEL_REQUEST => {
-                let msg = frame::decode_frontend(
-                    BytesMut::from(&packet[..]),
-                    &frame::startup_context(),
-                )
-                .map_err(PgError::ClientProtocol)?;
+                let msg =
+                    frame::decode_frontend(BytesMut::from(&packet[..]), &frame::startup_context())
+                        .map_err(PgError::ClientProtocol)?;
                 if let PgWireFrontendMessage::CancelRequest(c) = msg {
                     cancel(gw, c.pid, &c.secret_key).await;
                 }
@@ -323,14 +326,21 @@ async fn login(
     )])
     .await?;
     let credential = match conn.read_frontend(frame::MAX_STARTUP_PACKET).await? {
-        PgWireFrontendMessage::PasswordMessageFamily(p) => p
-            .into_password()
-            .map_err(|e| PgError::ClientProtocol(e.to_string()))?
-            .password,
-        _ => return Err(PgError::ClientProtocol("expected a password message".into())),
+        PgWireFrontendMessage::PasswordMessageFamily(p) => {
+            p.into_password()
+                .map_err(|e| PgError::ClientProtocol(e.to_string()))?
+                .password
+        }
+        _ => {
+            return Err(PgError::ClientProtocol(
+                "expected a password message".into(),
+            ));
+        }
     };
     if credential.is_empty() {
-        return Err(PgError::Auth("no credential: send a token or API key as the password".into()));
+        return Err(PgError::Auth(
+            "no credential: send a token or API key as the password".into(),
+        ));
     }
     let identity = gw
         .verifier
@@ -391,7 +401,11 @@ async fn refuse(
 async fn send_fatal(conn: &mut MessageConn, err: &PgError) {
     let mut out = BytesMut::new();
     if encode_all(
-        &[error_response("FATAL", err.sqlstate(), &format!("Portcullis: {err}"))],
+        &[error_response(
+            "FATAL",
+            err.sqlstate(),
+            &format!("Portcullis: {err}"),
+        )],
         &mut out,
     )
     .is_ok()

@@ -28,7 +28,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PgError> 
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
     let certs = certs.map_err(|e| PgError::Config(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(PgError::Config(format!("{}: no certificate found", path.display())));
+        return Err(PgError::Config(format!(
+            "{}: no certificate found",
+            path.display()
+        )));
     }
     Ok(certs)
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::{
-    Authentication, Password, PasswordMessageFamily, SASLInitialResponse, SASLResponse,
-    SecretKey, Startup,
+    Authentication, Password, PasswordMessageFamily, SASLInitialResponse, SASLResponse, SecretKey,
+    Startup,
 };
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use portcullis_core::Secret;
@@ -68,10 +68,9 @@ impl UpstreamEndpoint {
             .unwrap_or_else(|| self.config.host().to_string());
         let server_name = rustls::pki_types::ServerName::try_from(name)
             .map_err(|e| PgError::Config(format!("server_name: {e}")))?;
-        let tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| PgError::UpstreamConnect(format!("TLS with {}: {e}", self.config.address)))?;
+        let tls = connector.connect(server_name, tcp).await.map_err(|e| {
+            PgError::UpstreamConnect(format!("TLS with {}: {e}", self.config.address))
+        })?;
         Ok(Stream::ClientTls(Box::new(tls)))
     }
 
@@ -101,7 +100,8 @@ impl UpstreamEndpoint {
         parameters.insert("database".into(), self.config.database.clone());
         let mut startup = Startup::new();
         startup.parameters = parameters;
-        conn.send_frontend(&PgWireFrontendMessage::Startup(startup)).await?;
+        conn.send_frontend(&PgWireFrontendMessage::Startup(startup))
+            .await?;
 
         let mut scram: Option<ScramSha256> = None;
         let mut server_params = Vec::new();
@@ -228,7 +228,8 @@ impl UpstreamEndpoint {
         stream.flush().await.map_err(PgError::UpstreamIo)?;
         // The server closes the connection once it has handled the request.
         let mut sink = [0u8; 64];
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut sink)).await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut sink)).await;
         Ok(())
     }
 }

@@ -210,7 +210,11 @@ password = "{UPSTREAM_PASSWORD}"
             .args(["--subject", subject, "--groups", groups, "--ttl", ttl])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
@@ -226,9 +230,10 @@ password = "{UPSTREAM_PASSWORD}"
     }
 
     pub async fn connect(&self, token: &str, target: &str) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.url(token, target), tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.logs()));
+        let (client, conn) =
+            tokio_postgres::connect(&self.url(token, target), tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.logs()));
         tokio::spawn(async move {
             let _ = conn.await;
         });
