@@ -85,7 +85,7 @@ struct Running {
 }
 
 impl Running {
-    fn finish(mut self: Box<Self>) {
+    fn finish(&mut self) {
         self.hooks.finish(&mut self.completion);
     }
 }
@@ -240,10 +240,10 @@ impl ClientSide {
                     }
                     Err(ended) => return ended,
                 }
-                if self.batch.len() >= BATCH_MAX || self.out.len() >= FLUSH_AT {
-                    if let Err(e) = self.flush().await {
-                        return e;
-                    }
+                if (self.batch.len() >= BATCH_MAX || self.out.len() >= FLUSH_AT)
+                    && let Err(e) = self.flush().await
+                {
+                    return e;
                 }
             }
             if let Err(e) = self.flush().await {
@@ -538,8 +538,10 @@ impl ServerSide {
                             if let Err(e) = self.handle(msg) {
                                 return Some(self.upstream_lost(&e).await);
                             }
-                            if self.out.len() >= FLUSH_AT {
-                                if let Err(e) = self.write_out().await { return Some(e); }
+                            if self.out.len() >= FLUSH_AT
+                                && let Err(e) = self.write_out().await
+                            {
+                                return Some(e);
                             }
                         }
                     }
@@ -749,7 +751,7 @@ impl ServerSide {
                 Some(Expect::Execute(r)) => {
                     r.completion.rows_affected = messages::rows_affected(&cc.tag);
                     r.completion.tag = Some(cc.tag.clone());
-                    if let Some(Expect::Execute(r)) = self.pop() {
+                    if let Some(Expect::Execute(mut r)) = self.pop() {
                         r.finish();
                     }
                 }
@@ -758,7 +760,7 @@ impl ServerSide {
             PgWireBackendMessage::EmptyQueryResponse(_) => match self.head() {
                 Some(Expect::Query(_)) => {}
                 Some(Expect::Execute(_)) => {
-                    if let Some(Expect::Execute(r)) = self.pop() {
+                    if let Some(Expect::Execute(mut r)) = self.pop() {
                         r.finish();
                     }
                 }
@@ -774,7 +776,7 @@ impl ServerSide {
             PgWireBackendMessage::ErrorResponse(err) => return self.on_error(err),
             PgWireBackendMessage::ReadyForQuery(_) => {
                 match self.pop() {
-                    Some(Expect::Query(r)) => r.finish(),
+                    Some(Expect::Query(mut r)) => r.finish(),
                     Some(Expect::Sync | Expect::RefusedQuery(_)) => {}
                     Some(_) => return Err("unexpected ReadyForQuery".into()),
                     None => return Err("ReadyForQuery with nothing pending".into()),
@@ -828,7 +830,7 @@ impl ServerSide {
                 mask_fields(&mut r.hooks, TextKind::Error, &mut err.fields)?;
                 let (code, message) = error_fields(&err.fields);
                 r.completion.error = Some(format!("{code}: {message}"));
-                if let Some(Expect::Execute(r)) = self.pop() {
+                if let Some(Expect::Execute(mut r)) = self.pop() {
                     r.finish();
                 }
                 self.skipping = true;
