@@ -233,6 +233,7 @@ impl Authenticator {
                     Attempt::NoKey => {
                         if let (Some(jwks), Ok(runtime)) =
                             (&issuer.jwks, tokio::runtime::Handle::try_current())
+                            && jwks.refresh_due()
                         {
                             let jwks = jwks.clone();
                             runtime.spawn(async move {

@@ -514,6 +514,12 @@ fn validate_issuer(at: &str, issuer: &IssuerConfig) -> Result<(), IdentityError>
             "must be at least 1s",
         ));
     }
+    if has_jwks && issuer.jwks_min_interval < Duration::from_secs(1) {
+        return Err(IdentityError::config(
+            format!("{at}.jwks_min_interval"),
+            "must be at least 1s, or unknown key ids could make the gateway hammer the JWKS endpoint",
+        ));
+    }
     if let Some(claim) = &issuer.groups_claim {
         check_claim_name(&format!("{at}.groups_claim"), claim)?;
     }

@@ -326,6 +326,15 @@ impl JwksSource {
         health.last_error = None;
     }
 
+    /// Whether an unknown-`kid` refresh would fetch now (none running, none within the minimum
+    /// interval). Cheap and never waits.
+    pub(crate) fn refresh_due(&self) -> bool {
+        match self.last_attempt.try_lock() {
+            Ok(last) => last.is_none_or(|t| t.elapsed() >= self.min_interval),
+            Err(_) => false,
+        }
+    }
+
     /// Fetches the JWKS again and installs it; on failure the previous keys stay in use.
     /// Returns whether new keys were installed.
     pub(crate) async fn refresh(&self, trigger: Trigger) -> bool {

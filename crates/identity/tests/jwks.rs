@@ -17,6 +17,7 @@ use portcullis_identity::{Authenticator, IdentityConfig, IdentityError, IssuerCo
 
 const ISS: &str = "https://idp.test/realms/main";
 const AUD: &str = "portcullis";
+const MIN_INTERVAL_PASSED: Duration = Duration::from_millis(1100);
 
 #[derive(Default)]
 struct Jwks {
@@ -75,9 +76,13 @@ async fn rotation_on_unknown_kid() {
         jwk(Algorithm::ES256, "ec256.key.pem", "e1"),
     ]))
     .await;
-    let auth = Authenticator::from_config(&issuer(&url, Duration::from_secs(3600), Duration::ZERO))
-        .await
-        .unwrap();
+    let auth = Authenticator::from_config(&issuer(
+        &url,
+        Duration::from_secs(3600),
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap();
     assert_eq!(hits(&state), 1);
 
     let id = auth
@@ -91,7 +96,8 @@ async fn rotation_on_unknown_kid() {
     // Known keys: no fetch.
     assert_eq!(hits(&state), 1);
 
-    // The IdP rotates to new keys.
+    // The IdP rotates to new keys (later than the 1 s minimum interval after the first fetch).
+    tokio::time::sleep(MIN_INTERVAL_PASSED).await;
     state.lock().unwrap().body = jwks(&[
         jwk(Algorithm::RS256, "rsa2.key.pem", "k2"),
         jwk(Algorithm::EdDSA, "ed2.key.pem", "d2"),
@@ -231,9 +237,13 @@ async fn periodic_refresh_and_failed_refresh_keeps_keys() {
 async fn unreachable_jwks_fails_start() {
     let (url, state) = server(String::new()).await;
     state.lock().unwrap().status = 404;
-    let err = Authenticator::from_config(&issuer(&url, Duration::from_secs(60), Duration::ZERO))
-        .await
-        .unwrap_err();
+    let err = Authenticator::from_config(&issuer(
+        &url,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap_err();
     assert!(matches!(err, IdentityError::JwksFetch { .. }), "{err:?}");
     assert_eq!(err.side(), Side::Upstream);
 
@@ -245,7 +255,7 @@ async fn unreachable_jwks_fails_start() {
     let err = Authenticator::from_config(&issuer(
         &format!("http://{closed}/certs"),
         Duration::from_secs(60),
-        Duration::ZERO,
+        Duration::from_secs(1),
     ))
     .await
     .unwrap_err();
@@ -259,7 +269,7 @@ async fn jwks_from_file() {
     std::fs::write(&path, jwks(&[jwk(Algorithm::ES256, "ec256.key.pem", "f1")])).unwrap();
     let mut issuer = IssuerConfig::new(ISS, &[AUD], &["ES256"]);
     issuer.jwks_file = Some(path.clone());
-    issuer.jwks_min_interval = Duration::ZERO;
+    issuer.jwks_min_interval = Duration::from_secs(1);
     let config = IdentityConfig {
         issuers: vec![issuer],
         ..Default::default()
@@ -279,16 +289,49 @@ async fn jwks_from_file() {
     .unwrap();
 
     // The file is rewritten with another key; an unknown kid re-reads it.
+    tokio::time::sleep(MIN_INTERVAL_PASSED).await;
     std::fs::write(&path, jwks(&[jwk(Algorithm::ES256, "ec256.key.pem", "f2")])).unwrap();
     auth.authenticate(&token(Algorithm::ES256, "ec256.key.pem", "f2"))
         .await
         .unwrap();
 
     // A P-384 key in the set never verifies ES256 tokens.
+    tokio::time::sleep(MIN_INTERVAL_PASSED).await;
     std::fs::write(&path, jwks(&[jwk(Algorithm::ES384, "ec384.key.pem", "f3")])).unwrap();
     let err = auth
         .authenticate(&token(Algorithm::ES256, "ec256.key.pem", "f3"))
         .await
         .unwrap_err();
     assert!(matches!(err, IdentityError::UnknownKey { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn concurrent_unknown_kids_share_one_fetch() {
+    let (url, state) = server(jwks(&[jwk(Algorithm::RS256, "rsa1.key.pem", "k1")])).await;
+    let auth = Authenticator::from_config(&issuer(
+        &url,
+        Duration::from_secs(3600),
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(MIN_INTERVAL_PASSED).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                auth.authenticate(&token(Algorithm::RS256, "rsa1.key.pem", &format!("n{i}")))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(matches!(
+            task.await.unwrap(),
+            Err(IdentityError::UnknownKey { .. })
+        ));
+    }
+    // One fetch at start, one for the whole burst.
+    assert_eq!(hits(&state), 2);
+    assert_eq!(auth.jwks_status()[0].fetches, 2);
 }
