@@ -133,12 +133,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             ttl,
         } => {
             let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
-            let auth = portcullis_identity::Authenticator::from_config(&parsed.identity)
-                .await
-                .map_err(|e| format!("identity: {e}"))?;
+            let signer_config = parsed.identity.dev_signer.as_ref().ok_or_else(|| {
+                format!(
+                    "{}: identity.dev_signer is not configured",
+                    config.display()
+                )
+            })?;
+            let signer = portcullis_identity::DevSigner::from_config(signer_config)
+                .map_err(|e| format!("identity.dev_signer: {e}"))?;
             let groups: Vec<String> = groups.into_iter().filter(|g| !g.is_empty()).collect();
-            let token = auth
-                .mint_dev_token(&subject, &groups, ttl)
+            let token = signer
+                .mint(&subject, &groups, ttl)
                 .map_err(|e| e.to_string())?;
             println!("{}", token.expose());
             Ok(())
