@@ -26,6 +26,32 @@ pub struct Decision {
     /// Approval request or grant that turned a review into this decision, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+    /// Who must approve, for a [`Verdict::Review`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewRequirement>,
+    /// What the policy found the command to be (statement kinds such as `read`, `write`,
+    /// `ddl`), used by just-in-time grants and shown to approvers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+}
+
+/// Who must approve a command under review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRequirement {
+    /// Groups whose members may approve.
+    pub approvers: Vec<String>,
+    /// How many approvals are needed.
+    pub quorum: Quorum,
+}
+
+/// How many approvals a review needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quorum {
+    /// This many approvals from distinct approvers in any of the approver groups.
+    Count(u32),
+    /// One approval from a member of each approver group.
+    EachGroup,
 }
 
 impl Decision {
@@ -46,6 +72,8 @@ impl Decision {
             rule: rule.into(),
             reason: reason.into(),
             approval: None,
+            review: None,
+            kinds: Vec::new(),
         }
     }
 

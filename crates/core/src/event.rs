@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Command, Completion, Decision, Identity, Protocol, SessionId, Side, Timestamp};
+use crate::{
+    Command, Completion, Decision, Identity, Protocol, Quorum, SessionId, Side, Timestamp,
+};
 
 /// One recorded fact about a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +88,69 @@ pub enum EventKind {
         /// Outcome.
         completion: Completion,
     },
+    /// A command was parked for approval.
+    ApprovalRequested {
+        /// Approval request id.
+        request: String,
+        /// Sequence of the command within its session.
+        seq: u64,
+        /// The command (masked).
+        command: Command,
+        /// Rule that asked for review.
+        rule: String,
+        /// Why.
+        reason: String,
+        /// Groups whose members may approve.
+        approvers: Vec<String>,
+        /// Approvals needed.
+        quorum: Quorum,
+        /// When the request lapses.
+        expires_at: Timestamp,
+    },
+    /// An approver approved or rejected a request.
+    ApprovalDecided {
+        /// Approval request id.
+        request: String,
+        /// Who decided.
+        approver: String,
+        /// Approve (true) or reject (false).
+        approved: bool,
+        /// The approver's justification.
+        justification: String,
+    },
+    /// A request reached its final state.
+    ApprovalClosed {
+        /// Approval request id.
+        request: String,
+        /// `approved`, `rejected`, `expired` or `used`.
+        outcome: String,
+    },
+    /// A just-in-time grant was issued.
+    GrantIssued {
+        /// Grant id.
+        grant: String,
+        /// The request it came from.
+        request: String,
+        /// Who may use it.
+        subject: String,
+        /// On which target.
+        target: String,
+        /// Statement kinds it covers (empty: the approved command only).
+        kinds: Vec<String>,
+        /// When it ends.
+        expires_at: Timestamp,
+        /// Whether it ends with the session that asked.
+        session_only: bool,
+    },
+    /// A grant ended.
+    GrantEnded {
+        /// Grant id.
+        grant: String,
+        /// `expired`, `revoked` or `session_closed`.
+        reason: String,
+        /// Who revoked it, if revoked.
+        by: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -97,6 +162,11 @@ impl EventKind {
             EventKind::SessionClosed { .. } => "session_closed",
             EventKind::Command { .. } => "command",
             EventKind::CommandResult { .. } => "command_result",
+            EventKind::ApprovalRequested { .. } => "approval_requested",
+            EventKind::ApprovalDecided { .. } => "approval_decided",
+            EventKind::ApprovalClosed { .. } => "approval_closed",
+            EventKind::GrantIssued { .. } => "grant_issued",
+            EventKind::GrantEnded { .. } => "grant_ended",
         }
     }
 }

@@ -78,7 +78,7 @@ mod time;
 
 pub use auth::CredentialVerifier;
 pub use command::{Command, SqlVia};
-pub use decision::{Decision, Verdict};
+pub use decision::{Decision, Quorum, ReviewRequirement, Verdict};
 pub use error::{Error, Result, Side};
 pub use event::{Event, EventKind};
 pub use identity::{AuthMethod, Identity};
@@ -86,7 +86,7 @@ pub use output::{Column, Completion, FieldFormat, OutputHook, OutputHooks, TextK
 pub use pipeline::{
     Admit, Approval, ApprovalLayer, Approver, BoxFuture, BoxPipeline, CommandPolicy,
     CommandRequest, CommandResponse, EventSink, Mask, MaskLayer, Masking, NoApprovals, NoMasking,
-    Pipeline, Policy, PolicyLayer, Record, RecordLayer, TargetAccessOnly,
+    Notifier, Pipeline, Policy, PolicyLayer, Record, RecordLayer, TargetAccessOnly,
 };
 pub use secret::Secret;
 pub use session::{SessionContext, SessionId};

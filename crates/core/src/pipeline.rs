@@ -27,6 +27,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The assembled pipeline, boxed so its type stays readable.
 pub type BoxPipeline = tower::util::BoxCloneService<CommandRequest, CommandResponse, Error>;
 
+/// Sends a message to the client while a command waits (a PostgreSQL notice, an SSH
+/// banner line). Adapters provide it; approval uses it to say where to approve.
+#[derive(Clone)]
+pub struct Notifier(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Notifier {
+    /// Wraps a function that delivers a message to the client.
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Delivers a message (best effort; never blocks).
+    pub fn notify(&self, message: &str) {
+        (self.0)(message)
+    }
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notifier")
+    }
+}
+
 /// One command on its way through the pipeline.
 #[derive(Debug, Clone)]
 pub struct CommandRequest {
@@ -40,6 +63,8 @@ pub struct CommandRequest {
     pub received: Instant,
     /// The decision so far (set by the policy layer, refined by approval).
     pub decision: Option<Decision>,
+    /// Where to tell the client something while the command waits.
+    pub notifier: Option<Notifier>,
 }
 
 impl CommandRequest {
@@ -51,7 +76,14 @@ impl CommandRequest {
             command,
             received: Instant::now(),
             decision: None,
+            notifier: None,
         }
+    }
+
+    /// Attaches a notifier.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 }
 
