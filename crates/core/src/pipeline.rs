@@ -267,6 +267,7 @@ impl Pipeline {
             })
             .layer(ApprovalLayer {
                 approver: self.approver.clone(),
+                masking: self.masking.clone(),
             })
             .layer(MaskLayer {
                 masking: self.masking.clone(),
@@ -458,10 +459,12 @@ where
     }
 }
 
-/// Layer that resolves decisions under review through the approver.
+/// Layer that resolves decisions under review through the approver. Approvers see
+/// (and store) the masked form of the command.
 #[derive(Clone)]
 pub struct ApprovalLayer {
     approver: Arc<dyn Approver>,
+    masking: Arc<dyn Masking>,
 }
 
 impl<S> Layer<S> for ApprovalLayer {
@@ -471,6 +474,7 @@ impl<S> Layer<S> for ApprovalLayer {
         Approval {
             inner,
             approver: self.approver.clone(),
+            masking: self.masking.clone(),
         }
     }
 }
@@ -480,6 +484,7 @@ impl<S> Layer<S> for ApprovalLayer {
 pub struct Approval<S> {
     inner: S,
     approver: Arc<dyn Approver>,
+    masking: Arc<dyn Masking>,
 }
 
 impl<S> Service<CommandRequest> for Approval<S>
@@ -498,11 +503,14 @@ where
     fn call(&mut self, mut req: CommandRequest) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
         let approver = self.approver.clone();
+        let masking = self.masking.clone();
         Box::pin(async move {
             if let Some(pending) = req.decision.clone()
                 && pending.verdict == Verdict::Review
             {
-                let resolved = approver.resolve(&req, pending).await?;
+                let mut shown = req.clone();
+                shown.command = masking.redact_command(&req.command);
+                let resolved = approver.resolve(&shown, pending).await?;
                 if !resolved.allows() {
                     return Ok(CommandResponse::refused(resolved));
                 }
