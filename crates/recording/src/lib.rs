@@ -3,7 +3,7 @@
 //! The append-only, tamper-evident session record of Portcullis.
 //!
 //! - [`EventStore`]: the store trait (object safe); [`SledStore`] is the embedded backend.
-//! - [`Record`]: a stored event with its global sequence number, its session
+//! - [`StoredEvent`]: a stored event with its global sequence number, its session
 //!   sequence, the previous record's hash and its own SHA-256 hash
 //!   (see [`record`] for the exact encoding).
 //! - [`Recorder`]: the gateway's [`portcullis_core::EventSink`]; a bounded queue
@@ -13,9 +13,10 @@
 //!   [`EventStore::scan`], [`EventStore::head`]; [`verify_chain`] checks every link.
 //!
 //! ```
-//! use std::sync::Arc;
-//! use portcullis_core::*;
-//! use portcullis_recording::*;
+//! use portcullis_core::{Event, EventKind, SessionId};
+//! use portcullis_recording::{
+//!     ChainHash, Durability, Recorder, RecordingConfig, RecordingError, StoredEvent, verify_chain,
+//! };
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let dir = std::env::temp_dir().join(format!("portcullis-doc-{}", std::process::id()));
@@ -29,7 +30,7 @@
 //!     .await?; // on disk when this returns
 //!
 //! let store = recorder.store().clone();
-//! let records: Vec<Record> = store.session_events(session)?.collect::<Result<_, _>>()?;
+//! let records: Vec<StoredEvent> = store.session_events(session)?.collect::<Result<_, _>>()?;
 //! assert_eq!(records.len(), 1);
 //! assert_eq!(records[0].prev_hash, ChainHash::ZERO);
 //! assert!(verify_chain(store.as_ref())?.is_intact());
@@ -50,7 +51,7 @@ mod verify;
 
 pub use config::{Durability, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY, RecordingConfig};
 pub use error::{RecordingError, Result};
-pub use record::{ChainHash, Head, Record, canonical_json, record_hash};
+pub use record::{ChainHash, Head, StoredEvent, canonical_json, record_hash};
 pub use recorder::{Recorder, RecorderOptions, RecorderStats};
 pub use sled_store::SledStore;
 pub use store::{Appended, EventStore, RecordIter, SessionFilter, SessionOutcome, SessionSummary};

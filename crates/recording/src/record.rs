@@ -95,7 +95,7 @@ impl Head {
 
 /// One stored event with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub struct StoredEvent {
     /// Global sequence number: one gapless chain per store, from 1.
     pub seq: u64,
     /// Sequence of the event within its session, from 1.
@@ -110,7 +110,7 @@ pub struct Record {
     pub canonical: String,
 }
 
-impl Record {
+impl StoredEvent {
     /// Builds the record that follows `prev` for `event`.
     pub fn chain(prev: Head, session_seq: u64, event: Event) -> Result<Self> {
         let canonical = canonical_json(&event)?;
@@ -130,7 +130,7 @@ impl Record {
     }
 
     /// Recomputes the hash from the stored fields (the canonical bytes, not a
-    /// re-serialization of [`Record::event`]).
+    /// re-serialization of [`StoredEvent::event`]).
     pub fn compute_hash(&self) -> ChainHash {
         record_hash(
             self.seq,
@@ -169,7 +169,7 @@ impl Record {
         out
     }
 
-    /// Decodes a storage value written by [`Record::encode_value`].
+    /// Decodes a storage value written by [`StoredEvent::encode_value`].
     pub(crate) fn decode_value(seq: u64, value: &[u8]) -> Result<Self> {
         let corrupt = |reason: String| RecordingError::Corrupt {
             seq: Some(seq),
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn hash_is_reproducible_and_covers_every_field() {
-        let r1 = Record::chain(Head::GENESIS, 1, event()).unwrap();
+        let r1 = StoredEvent::chain(Head::GENESIS, 1, event()).unwrap();
         assert_eq!(r1.seq, 1);
         assert_eq!(r1.prev_hash, ChainHash::ZERO);
         assert_eq!(r1.compute_hash(), r1.hash);
@@ -320,7 +320,7 @@ mod tests {
         manual.update(r1.canonical.as_bytes());
         assert_eq!(r1.hash.0, <[u8; 32]>::from(manual.finalize()));
 
-        let r2 = Record::chain(r1.head(), 2, event()).unwrap();
+        let r2 = StoredEvent::chain(r1.head(), 2, event()).unwrap();
         assert_eq!(r2.prev_hash, r1.hash);
         assert_ne!(r2.hash, r1.hash);
         let mut other = r2.clone();
@@ -330,14 +330,14 @@ mod tests {
 
     #[test]
     fn storage_encoding_round_trips_and_rejects_garbage() {
-        let r = Record::chain(Head::GENESIS, 1, event()).unwrap();
-        let back = Record::decode_value(1, &r.encode_value()).unwrap();
+        let r = StoredEvent::chain(Head::GENESIS, 1, event()).unwrap();
+        let back = StoredEvent::decode_value(1, &r.encode_value()).unwrap();
         assert_eq!(back, r);
         assert!(matches!(
-            Record::decode_value(7, &[1, 2, 3]),
+            StoredEvent::decode_value(7, &[1, 2, 3]),
             Err(RecordingError::Corrupt { seq: Some(7), .. })
         ));
-        assert!(Record::decode_value(7, &[]).is_err());
+        assert!(StoredEvent::decode_value(7, &[]).is_err());
         let line: Value = serde_json::from_str(&r.to_json_line()).unwrap();
         assert_eq!(line["hash"], r.hash.to_hex());
         assert_eq!(line["event"]["type"], "session_closed");

@@ -116,6 +116,8 @@ impl Shared {
 
 type Ack = oneshot::Sender<Result<(), String>>;
 
+// Nearly every message is an event; boxing it would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Event {
         event: Event,

@@ -6,7 +6,7 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `e` seq (u64 BE) | the record ([`Record`] storage form) |
+//! | `e` seq (u64 BE) | the record ([`StoredEvent`] storage form) |
 //! | `s` session id (16 bytes) | the [`SessionSummary`] as JSON |
 //! | `x` session id, session seq (u64 BE) | global seq (u64 BE) |
 //! | `t` opened_at (i64 BE, sign bit flipped), session id | empty (time index) |
@@ -23,8 +23,8 @@ use portcullis_core::{Event, SessionId, Timestamp};
 
 use crate::record::{split_hash, split_u64};
 use crate::{
-    Appended, EventStore, Head, Record, RecordIter, RecordingError, Result, SessionFilter,
-    SessionSummary,
+    Appended, EventStore, Head, RecordIter, RecordingError, Result, SessionFilter, SessionSummary,
+    StoredEvent,
 };
 
 const TREE: &str = "portcullis-v1";
@@ -148,9 +148,9 @@ impl SledStore {
         }
     }
 
-    fn record_at(tree: &sled::Tree, seq: u64) -> Result<Option<Record>> {
+    fn record_at(tree: &sled::Tree, seq: u64) -> Result<Option<StoredEvent>> {
         match tree.get(event_key(seq))? {
-            Some(v) => Record::decode_value(seq, &v).map(Some),
+            Some(v) => StoredEvent::decode_value(seq, &v).map(Some),
             None => Ok(None),
         }
     }
@@ -195,7 +195,7 @@ impl EventStore for SledStore {
                     n
                 }
             };
-            let record = Record::chain(head, session_seq, event.clone())?;
+            let record = StoredEvent::chain(head, session_seq, event.clone())?;
             batch.insert(&event_key(seq)[..], record.encode_value());
             batch.insert(
                 session_event_key(&event.session, session_seq),
@@ -236,7 +236,7 @@ impl EventStore for SledStore {
             .map_err(|_| RecordingError::Storage("store lock poisoned".into()))
     }
 
-    fn get(&self, seq: u64) -> Result<Option<Record>> {
+    fn get(&self, seq: u64) -> Result<Option<StoredEvent>> {
         Self::record_at(&self.tree, seq)
     }
 
@@ -247,7 +247,7 @@ impl EventStore for SledStore {
             .take(limit)
             .map(|item| {
                 let (k, v) = item?;
-                Record::decode_value(key_seq(&k)?, &v)
+                StoredEvent::decode_value(key_seq(&k)?, &v)
             });
         Ok(Box::new(iter))
     }

@@ -3,11 +3,11 @@
 use portcullis_core::{Event, EventKind, Protocol, SessionId, Side, Timestamp, Verdict};
 use serde::{Deserialize, Serialize};
 
-use crate::{Head, Record, Result};
+use crate::{Head, Result, StoredEvent};
 
 /// A lazily read sequence of records; each item is read from the store as the
 /// iterator advances.
-pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<Record>> + Send + 'a>;
+pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<StoredEvent>> + Send + 'a>;
 
 /// An append-only, hash-chained event store.
 ///
@@ -28,7 +28,7 @@ pub trait EventStore: Send + Sync {
     fn head(&self) -> Result<Head>;
 
     /// The record with global sequence `seq`.
-    fn get(&self, seq: u64) -> Result<Option<Record>>;
+    fn get(&self, seq: u64) -> Result<Option<StoredEvent>>;
 
     /// At most `limit` records in chain order, starting at `from_seq` (inclusive).
     fn scan(&self, from_seq: u64, limit: usize) -> Result<RecordIter<'_>>;

@@ -15,8 +15,8 @@ use portcullis_core::{
     SessionContext, SessionId, SqlVia, Target, Timestamp,
 };
 use portcullis_recording::{
-    Appended, Durability, EventStore, Head, Record, RecordIter, Recorder, RecorderOptions,
-    RecordingConfig, RecordingError, SessionFilter, SessionSummary, SledStore,
+    Appended, Durability, EventStore, Head, RecordIter, Recorder, RecorderOptions, RecordingConfig,
+    RecordingError, SessionFilter, SessionSummary, SledStore, StoredEvent,
 };
 
 fn options(durability: Durability) -> RecorderOptions {
@@ -275,7 +275,7 @@ impl EventStore for FailingSync {
     fn head(&self) -> portcullis_recording::Result<Head> {
         self.inner.head()
     }
-    fn get(&self, seq: u64) -> portcullis_recording::Result<Option<Record>> {
+    fn get(&self, seq: u64) -> portcullis_recording::Result<Option<StoredEvent>> {
         self.inner.get(seq)
     }
     fn scan(&self, from: u64, limit: usize) -> portcullis_recording::Result<RecordIter<'_>> {

@@ -13,7 +13,7 @@ use portcullis_core::{
     Side, SqlVia, Timestamp,
 };
 use portcullis_recording::{
-    ChainHash, EventStore, Head, Record, SessionFilter, SessionOutcome, verify_chain,
+    ChainHash, EventStore, Head, SessionFilter, SessionOutcome, StoredEvent, verify_chain,
 };
 
 pub fn opened(session: SessionId, at: i64, subject: &str, target: &str) -> Event {
@@ -96,7 +96,7 @@ pub fn refused(session: SessionId, at: i64, subject: &str) -> Event {
     }
 }
 
-pub fn all(store: &dyn EventStore) -> Vec<Record> {
+pub fn all(store: &dyn EventStore) -> Vec<StoredEvent> {
     store
         .scan(1, usize::MAX)
         .unwrap()
@@ -104,7 +104,7 @@ pub fn all(store: &dyn EventStore) -> Vec<Record> {
         .unwrap()
 }
 
-pub fn session_records(store: &dyn EventStore, id: SessionId) -> Vec<Record> {
+pub fn session_records(store: &dyn EventStore, id: SessionId) -> Vec<StoredEvent> {
     store
         .session_events(id)
         .unwrap()
@@ -113,7 +113,7 @@ pub fn session_records(store: &dyn EventStore, id: SessionId) -> Vec<Record> {
 }
 
 /// Asserts seq is gapless from 1, every link holds and the head is the last record.
-pub fn assert_chain(store: &dyn EventStore) -> Vec<Record> {
+pub fn assert_chain(store: &dyn EventStore) -> Vec<StoredEvent> {
     let records = all(store);
     let mut prev = Head::GENESIS;
     for r in &records {
