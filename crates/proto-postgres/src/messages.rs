@@ -3,7 +3,7 @@
 use bytes::{BufMut, BytesMut};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
-use pgwire::messages::response::ErrorResponse;
+use pgwire::messages::response::{ErrorResponse, NoticeResponse};
 
 /// Fields of an error or notice the gateway generates.
 pub(crate) fn error_response(severity: &str, code: &str, message: &str) -> PgWireBackendMessage {
@@ -23,6 +23,16 @@ pub(crate) fn error_with_detail(code: &str, message: &str, detail: &str) -> PgWi
         (b'C', code.to_string()),
         (b'M', message.to_string()),
         (b'D', detail.to_string()),
+    ]))
+}
+
+/// A notice from the gateway.
+pub(crate) fn notice(message: &str) -> PgWireBackendMessage {
+    PgWireBackendMessage::NoticeResponse(NoticeResponse::new(vec![
+        (b'S', "NOTICE".to_string()),
+        (b'V', "NOTICE".to_string()),
+        (b'C', "00000".to_string()),
+        (b'M', message.to_string()),
     ]))
 }
 

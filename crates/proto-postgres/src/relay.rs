@@ -21,8 +21,8 @@ use pgwire::messages::extendedquery::Parse;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use portcullis_core::{
-    BoxPipeline, Column, Command, CommandRequest, Completion, Decision, FieldFormat, OutputHooks,
-    SessionContext, SqlVia, TextKind,
+    BoxPipeline, Column, Command, CommandRequest, Completion, Decision, FieldFormat, Notifier,
+    OutputHooks, SessionContext, SqlVia, TextKind,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -40,6 +40,8 @@ const MARKER_NAME: &str = "portcullis_refused";
 const FLUSH_AT: usize = 64 * 1024;
 /// Most entries the client side hands over in one batch.
 const BATCH_MAX: usize = 256;
+/// Notices waiting to be written to a client.
+const NOTICE_QUEUE: usize = 64;
 
 /// What the server side expects next from upstream, in client message order.
 enum Expect {
@@ -137,6 +139,13 @@ impl Relay {
         let (client_r, client_w) = tokio::io::split(self.client);
         let (upstream_r, upstream_w) = tokio::io::split(self.upstream);
         let (tx, rx) = mpsc::channel(self.max_pipeline.div_ceil(BATCH_MAX).max(2));
+        // Notices for the client while a statement waits (approvals). PostgreSQL allows a
+        // NoticeResponse between any two messages, so they bypass the response queue.
+        let (notice_tx, notice_rx) = mpsc::channel::<String>(NOTICE_QUEUE);
+        let notifier = Notifier::new(move |text: &str| {
+            // Best effort: a client that does not read notices loses the surplus.
+            let _ = notice_tx.try_send(text.to_string());
+        });
         let mut client_side = ClientSide {
             session: self.session,
             pipeline: self.pipeline,
@@ -151,6 +160,7 @@ impl Relay {
             seq: 0,
             max_message: self.max_message,
             shutdown: self.shutdown,
+            notifier,
         };
         let mut server_side = ServerSide {
             reader: upstream_r,
@@ -162,6 +172,7 @@ impl Relay {
             skipping: false,
             described: None,
             closing: false,
+            notices: notice_rx,
         };
         let ended = {
             let client_fut = client_side.run();
@@ -204,6 +215,7 @@ struct ClientSide {
     seq: u64,
     max_message: usize,
     shutdown: watch::Receiver<bool>,
+    notifier: Notifier,
 }
 
 enum Step {
@@ -440,7 +452,8 @@ impl ClientSide {
     /// Sends a command through the pipeline.
     async fn admit(&mut self, command: Command) -> Admission {
         self.seq += 1;
-        let request = CommandRequest::new(self.session.clone(), self.seq, command);
+        let request = CommandRequest::new(self.session.clone(), self.seq, command)
+            .with_notifier(self.notifier.clone());
         let response = match self.pipeline.ready().await {
             Ok(svc) => svc.call(request).await,
             Err(e) => Err(e),
@@ -507,6 +520,7 @@ struct ServerSide {
     /// Columns of the last portal Describe, used for the next Execute's hooks.
     described: Option<Vec<Column>>,
     closing: bool,
+    notices: mpsc::Receiver<String>,
 }
 
 impl ServerSide {
@@ -546,6 +560,9 @@ impl ServerSide {
                         }
                     }
                 },
+                Some(text) = self.notices.recv() => {
+                    let _ = encode_all(&[messages::notice(&text)], &mut self.out);
+                }
                 batch = self.rx.recv(), if channel_open => match batch {
                     Some(batch) => {
                         self.queue.extend(batch);
