@@ -243,14 +243,17 @@ pub fn classify(sql: &str) -> Classification {
     };
     let pieces = split_statements(tokens);
     let mut out = Vec::with_capacity(pieces.len());
-    for mut piece in pieces {
+    // The token pieces are moved into the parser; on the (rare) parse failure they are
+    // rebuilt from the text for keyword recognition.
+    let mut reparsed: Option<Vec<Vec<TokenWithSpan>>> = None;
+    for (index, mut piece) in pieces.into_iter().enumerate() {
         if starts_with_copy(&piece) {
             // The parser wants a `;` (then inline data) after `COPY ... FROM STDIN`.
             let end = piece.last().map(|t| t.span).unwrap_or(Span::empty());
             piece.push(TokenWithSpan::new(Token::SemiColon, end));
         }
         let parsed = Parser::new(&dialect)
-            .with_tokens_with_locations(piece.clone())
+            .with_tokens_with_locations(piece)
             .parse_statements();
         match parsed {
             Ok(statements) if !statements.is_empty() => {
@@ -258,11 +261,21 @@ pub fn classify(sql: &str) -> Classification {
             }
             Ok(_) => out.push(StatementClass::unknown("empty statement".to_string())),
             Err(e) => {
-                let words: Vec<Token> = piece
-                    .into_iter()
-                    .map(|t| t.token)
-                    .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon | Token::EOF))
-                    .collect();
+                let all = reparsed.get_or_insert_with(|| {
+                    Tokenizer::new(&dialect, sql)
+                        .tokenize_with_location()
+                        .map(split_statements)
+                        .unwrap_or_default()
+                });
+                let words: Vec<Token> = all
+                    .get(index)
+                    .map(|p| {
+                        p.iter()
+                            .map(|t| t.token.clone())
+                            .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 match fallback::recognize(&words) {
                     Some(class) => out.push(class),
                     None => out.push(StatementClass::unknown(e.to_string())),
