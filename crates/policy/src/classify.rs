@@ -10,7 +10,8 @@ use sqlparser::ast::{
     ObjectType, Query, Set, SetExpr, Statement, TableFactor, TableObject, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
 
 use crate::fallback;
@@ -252,13 +253,25 @@ pub fn classify(sql: &str) -> Classification {
             let end = piece.last().map(|t| t.span).unwrap_or(Span::empty());
             piece.push(TokenWithSpan::new(Token::SemiColon, end));
         }
-        let parsed = Parser::new(&dialect)
-            .with_tokens_with_locations(piece)
-            .parse_statements();
-        match parsed {
-            Ok(statements) if !statements.is_empty() => {
-                out.extend(statements.iter().map(classify_statement));
+        let operators = operator_count(&piece);
+        let parsed = if operators > MAX_OPERATORS {
+            out.push(StatementClass::unknown(format!(
+                "statement too complex to classify ({operators} operators, limit {MAX_OPERATORS})"
+            )));
+            continue;
+        } else if operators > INLINE_OPERATORS {
+            match classify_on_big_stack(piece, operators) {
+                Ok(parsed) => parsed,
+                Err(why) => {
+                    out.push(StatementClass::unknown(why));
+                    continue;
+                }
             }
+        } else {
+            parse_and_walk(piece)
+        };
+        match parsed {
+            Ok(statements) if !statements.is_empty() => out.extend(statements),
             Ok(_) => out.push(StatementClass::unknown("empty statement".to_string())),
             Err(e) => {
                 let all = reparsed.get_or_insert_with(|| {
@@ -284,6 +297,85 @@ pub fn classify(sql: &str) -> Classification {
         }
     }
     Classification::from_statements(out)
+}
+
+/// Statements with more operators than this are `unknown` (too deep to walk safely).
+pub const MAX_OPERATORS: usize = 10_000;
+
+/// Statements with at most this many operators are walked on the caller's stack.
+const INLINE_OPERATORS: usize = 128;
+
+/// Stack reserved per operator when walking a large statement on its own thread.
+const STACK_PER_OPERATOR: usize = 8 * 1024;
+
+/// Parses one statement's tokens and walks the resulting trees.
+fn parse_and_walk(piece: Vec<TokenWithSpan>) -> Result<Vec<StatementClass>, ParserError> {
+    let statements = Parser::new(&PostgreSqlDialect {})
+        .with_tokens_with_locations(piece)
+        .parse_statements()?;
+    Ok(statements.iter().map(classify_statement).collect())
+}
+
+/// Chains of infix operators parse into trees as deep as the chain is long, and walking
+/// (and dropping) such a tree recurses that deep. Statements with many operators are
+/// therefore parsed, walked and dropped on a thread whose stack fits them.
+fn classify_on_big_stack(
+    piece: Vec<TokenWithSpan>,
+    operators: usize,
+) -> Result<Result<Vec<StatementClass>, ParserError>, String> {
+    let stack = (1 << 20) + operators.saturating_mul(STACK_PER_OPERATOR);
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("sql-classify".into())
+            .stack_size(stack)
+            .spawn_scoped(scope, move || parse_and_walk(piece))
+            .map_err(|e| format!("could not start classification thread: {e}"))?;
+        handle
+            .join()
+            .map_err(|_| "classification failed".to_string())
+    })
+}
+
+/// An upper bound on the infix operators of a statement: every token that is not a
+/// name, literal, comma, parenthesis or period, plus operator keywords.
+fn operator_count(piece: &[TokenWithSpan]) -> usize {
+    piece
+        .iter()
+        .filter(|t| match &t.token {
+            Token::Whitespace(_)
+            | Token::Comma
+            | Token::LParen
+            | Token::RParen
+            | Token::Period
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::Placeholder(_)
+            | Token::SemiColon
+            | Token::EOF => false,
+            Token::Word(w) => matches!(
+                w.keyword,
+                Keyword::AND
+                    | Keyword::OR
+                    | Keyword::IS
+                    | Keyword::NOT
+                    | Keyword::LIKE
+                    | Keyword::ILIKE
+                    | Keyword::SIMILAR
+                    | Keyword::BETWEEN
+                    | Keyword::IN
+                    | Keyword::COLLATE
+                    | Keyword::AT
+                    | Keyword::OVERLAPS
+                    | Keyword::ESCAPE
+                    | Keyword::UNION
+                    | Keyword::EXCEPT
+                    | Keyword::INTERSECT
+                    | Keyword::MINUS
+            ),
+            _ => true,
+        })
+        .count()
 }
 
 fn starts_with_copy(piece: &[TokenWithSpan]) -> bool {

@@ -87,7 +87,7 @@ mod rules;
 mod set;
 
 pub use cache::{ClassificationCache, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_MAX_SQL};
-pub use classify::{Classification, Kind, StatementClass, TableAccess, classify};
+pub use classify::{Classification, Kind, MAX_OPERATORS, StatementClass, TableAccess, classify};
 pub use config::{DefaultAction, PolicyConfig, QuorumConfig, RuleConfig};
 pub use error::PolicyError;
 pub use functions::{DANGEROUS_FUNCTIONS, danger_of};

@@ -688,3 +688,28 @@ fn explain_shows_classification_and_deciding_rule() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
 }
+
+#[test]
+fn long_operator_chains_do_not_overflow_the_stack() {
+    // Left-deep trees as deep as the chain; walked on a thread sized for them.
+    let deep = format!("SELECT 1{} FROM t", "+1".repeat(5_000));
+    let c = portcullis_policy::classify(&deep);
+    assert!(!c.is_unknown(), "{:?}", c.parse_error);
+    assert_eq!(c.tables[0].name, "t");
+    let unions = format!("SELECT a FROM t{}", " UNION SELECT a FROM t".repeat(2_000));
+    assert!(!portcullis_policy::classify(&unions).is_unknown());
+    let ands = format!(
+        "DELETE FROM t WHERE {}",
+        vec!["id = 1"; 3_000].join(" AND ")
+    );
+    let c = portcullis_policy::classify(&ands);
+    assert!(c.kinds.contains(&portcullis_policy::Kind::Write) && !c.no_where);
+    // Beyond the limit: unknown, hence denied.
+    let too_deep = format!(
+        "SELECT 1{}",
+        "+1".repeat(portcullis_policy::MAX_OPERATORS + 1)
+    );
+    let c = portcullis_policy::classify(&too_deep);
+    assert!(c.is_unknown());
+    assert!(c.parse_error.unwrap().contains("too complex"));
+}
