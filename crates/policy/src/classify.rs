@@ -972,16 +972,32 @@ impl Visitor for Walker {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         match factor {
-            TableFactor::Table { name, args, .. } => {
+            TableFactor::Table {
+                name, args, alias, ..
+            } => {
                 if args.is_some() {
                     // `FROM f(...)`: a set-returning function, not a table.
                     self.function(name);
+                    return ControlFlow::Continue(());
+                }
+                let write = self.write_factors.contains(&ptr(factor));
+                // The parser reads `FROM ONLY t` as table `only` with alias `t`. ONLY
+                // is reserved in PostgreSQL, so no table has that unquoted name: the
+                // alias is the table.
+                if let ([ObjectNamePart::Identifier(only)], Some(alias)) =
+                    (name.0.as_slice(), alias)
+                    && only.quote_style.is_none()
+                    && only.value.eq_ignore_ascii_case("only")
+                {
+                    self.table_ident(&alias.name, write);
                 } else if !self.is_cte_reference(name) {
-                    let write = self.write_factors.contains(&ptr(factor));
                     self.table(name, write);
                 }
             }
             TableFactor::Function { name, .. } => self.function(name),
+            TableFactor::UNNEST { .. } => {
+                self.functions.insert("unnest".to_string());
+            }
             _ => {}
         }
         ControlFlow::Continue(())

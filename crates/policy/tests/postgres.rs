@@ -115,6 +115,8 @@ fn writes_seen_by_postgres_are_classified_as_writes() {
             &["a"],
         ),
         ("DELETE FROM a USING b WHERE a.id = b.id", &["a"]),
+        ("DELETE FROM ONLY a WHERE id = 1", &["a"]),
+        ("SELECT * FROM ONLY a", &[]),
         (
             "INSERT INTO c VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET v = 5",
             &["c"],
