@@ -36,6 +36,19 @@ struct Generations {
     old: HashMap<Box<str>, Arc<Classification>>,
 }
 
+impl Generations {
+    /// When the young generation is full, it becomes the old one; returns the retired
+    /// old generation (to be dropped outside the lock).
+    fn rotate(&mut self, half: usize) -> HashMap<Box<str>, Arc<Classification>> {
+        if self.young.len() >= half {
+            let young = std::mem::take(&mut self.young);
+            std::mem::replace(&mut self.old, young)
+        } else {
+            HashMap::new()
+        }
+    }
+}
+
 impl Default for ClassificationCache {
     fn default() -> Self {
         Self::new(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_MAX_SQL)
@@ -63,11 +76,14 @@ impl ClassificationCache {
         }
         // Classify outside the lock: parsing is the expensive part.
         let fresh = Arc::new(classify(sql));
-        let mut g = self.lock();
-        if g.young.len() >= self.half {
-            g.old = std::mem::take(&mut g.young);
-        }
-        g.young.insert(sql.into(), fresh.clone());
+        let retired = {
+            let mut g = self.lock();
+            let retired = g.rotate(self.half);
+            g.young.insert(sql.into(), fresh.clone());
+            retired
+        };
+        // The retired generation is freed after the lock is released.
+        drop(retired);
         fresh
     }
 
@@ -77,10 +93,10 @@ impl ClassificationCache {
             return Some(found.clone());
         }
         let (key, found) = g.old.remove_entry(sql)?;
-        if g.young.len() >= self.half {
-            g.old = std::mem::take(&mut g.young);
-        }
+        let retired = g.rotate(self.half);
         g.young.insert(key, found.clone());
+        drop(g);
+        drop(retired);
         Some(found)
     }
 
