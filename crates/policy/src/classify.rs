@@ -7,7 +7,8 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     CopySource, CopyTarget, Expr, FromTable, GrantObjects, Ident, ObjectName, ObjectNamePart,
-    ObjectType, Query, Set, SetExpr, Statement, TableFactor, TableObject, Visit, Visitor,
+    ObjectType, Query, SchemaName, Set, SetExpr, Statement, TableFactor, TableObject, Visit,
+    Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -130,6 +131,9 @@ pub struct StatementClass {
     pub kinds: BTreeSet<Kind>,
     /// Tables touched, sorted by schema and name.
     pub tables: Vec<TableAccess>,
+    /// Schemas named: those qualifying tables, and schemas that are themselves the object
+    /// of the statement (`CREATE`/`ALTER`/`DROP SCHEMA`, `GRANT ... ON SCHEMA`).
+    pub schemas: BTreeSet<String>,
     /// Functions called anywhere in the statement (normalized, schema-qualified when written so).
     pub functions: BTreeSet<String>,
     /// Dangerous functions and operations, with why each is flagged.
@@ -163,6 +167,8 @@ pub struct Classification {
     pub kinds: BTreeSet<Kind>,
     /// Union of the statements' tables (access flags merged).
     pub tables: Vec<TableAccess>,
+    /// Union of the statements' schemas.
+    pub schemas: BTreeSet<String>,
     /// Union of the functions called.
     pub functions: BTreeSet<String>,
     /// Union of the dangerous functions and operations.
@@ -198,6 +204,7 @@ impl Classification {
         for s in &statements {
             out.kinds.extend(s.kinds.iter().copied());
             out.functions.extend(s.functions.iter().cloned());
+            out.schemas.extend(s.schemas.iter().cloned());
             for (k, v) in &s.dangerous {
                 out.dangerous.entry(k.clone()).or_insert_with(|| v.clone());
             }
@@ -478,6 +485,7 @@ struct CteFrame {
 struct Walker {
     kinds: BTreeSet<Kind>,
     tables: BTreeMap<(Option<String>, String), (bool, bool)>,
+    schemas: BTreeSet<String>,
     functions: BTreeSet<String>,
     dangerous: BTreeMap<String, String>,
     no_where: bool,
@@ -495,8 +503,11 @@ impl Walker {
         if kinds.is_empty() {
             kinds.insert(Kind::Unknown);
         }
+        let mut schemas = self.schemas;
+        schemas.extend(self.tables.keys().filter_map(|(schema, _)| schema.clone()));
         StatementClass {
             kinds,
+            schemas,
             tables: self
                 .tables
                 .into_iter()
@@ -534,6 +545,12 @@ impl Walker {
             e.1 = true;
         } else {
             e.0 = true;
+        }
+    }
+
+    fn schema(&mut self, name: &ObjectName) {
+        if let Some(last) = name_parts(name).pop() {
+            self.schemas.insert(last);
         }
     }
 
@@ -713,6 +730,12 @@ impl Walker {
                 object_type, names, ..
             } => match object_type {
                 ObjectType::Role | ObjectType::User => self.kind(Kind::Privileges),
+                ObjectType::Schema => {
+                    self.kind(Kind::Ddl);
+                    for n in names {
+                        self.schema(n);
+                    }
+                }
                 ObjectType::Table
                 | ObjectType::View
                 | ObjectType::MaterializedView
@@ -725,10 +748,21 @@ impl Walker {
                 }
                 _ => self.kind(Kind::Ddl),
             },
+            S::CreateSchema { schema_name, .. } => {
+                self.kind(Kind::Ddl);
+                match schema_name {
+                    SchemaName::Simple(n) | SchemaName::NamedAuthorization(n, _) => self.schema(n),
+                    SchemaName::UnnamedAuthorization(user) => {
+                        self.schemas.insert(normalize_ident(user));
+                    }
+                }
+            }
+            S::AlterSchema(a) => {
+                self.kind(Kind::Ddl);
+                self.schema(&a.name);
+            }
             S::Comment { .. }
-            | S::AlterSchema(_)
             | S::AlterType(_)
-            | S::CreateSchema { .. }
             | S::CreateDatabase { .. }
             | S::CreateFunction(_)
             | S::CreateTrigger(_)
@@ -748,11 +782,24 @@ impl Walker {
             }
             S::Grant { objects, .. } | S::Revoke { objects, .. } => {
                 self.kind(Kind::Privileges);
-                if let Some(GrantObjects::Tables(names) | GrantObjects::Sequences(names)) = objects
-                {
-                    for n in names {
-                        self.table(n, true);
+                match objects {
+                    Some(GrantObjects::Tables(names) | GrantObjects::Sequences(names)) => {
+                        for n in names {
+                            self.table(n, true);
+                        }
                     }
+                    Some(
+                        GrantObjects::Schemas(names)
+                        | GrantObjects::AllTablesInSchema { schemas: names }
+                        | GrantObjects::AllSequencesInSchema { schemas: names }
+                        | GrantObjects::AllFunctionsInSchema { schemas: names }
+                        | GrantObjects::AllViewsInSchema { schemas: names },
+                    ) => {
+                        for n in names {
+                            self.schema(n);
+                        }
+                    }
+                    _ => {}
                 }
             }
             S::Deny(_) => self.kind(Kind::Privileges),

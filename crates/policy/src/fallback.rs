@@ -70,6 +70,7 @@ fn access(name: &ObjectName, read: bool, write: bool) -> TableAccess {
 fn class(kinds: &[Kind], tables: Vec<TableAccess>) -> StatementClass {
     StatementClass {
         kinds: kinds.iter().copied().collect::<BTreeSet<_>>(),
+        schemas: tables.iter().filter_map(|t| t.schema.clone()).collect(),
         tables,
         ..StatementClass::default()
     }

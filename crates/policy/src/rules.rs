@@ -722,8 +722,14 @@ fn write_class(out: &mut String, s: &StatementClass) {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let schemas = if s.schemas.is_empty() {
+        none()
+    } else {
+        join(s.schemas.iter().map(|f| f.as_str()))
+    };
     let _ = writeln!(out, "  kinds: {kinds}");
     let _ = writeln!(out, "  tables: {tables}");
+    let _ = writeln!(out, "  schemas: {schemas}");
     let _ = writeln!(out, "  functions: {functions}");
     let _ = writeln!(out, "  dangerous: {dangerous}");
     let _ = writeln!(out, "  no WHERE: {}", if s.no_where { "yes" } else { "no" });

@@ -26,6 +26,9 @@ struct Case {
     no_where: bool,
     #[serde(default)]
     statements: Option<usize>,
+    /// Checked only when given.
+    #[serde(default)]
+    schemas: Option<Vec<String>>,
     #[serde(default)]
     note: Option<String>,
 }
@@ -76,6 +79,12 @@ fn corpus_is_classified_as_expected() {
                 "no_where {}, expected {}",
                 c.no_where, case.no_where
             ));
+        }
+        if let Some(want_schemas) = &case.schemas {
+            let schemas: BTreeSet<String> = c.schemas.iter().cloned().collect();
+            if schemas != want(want_schemas) {
+                problems.push(format!("schemas {schemas:?}, expected {want_schemas:?}"));
+            }
         }
         if let Some(n) = case.statements
             && c.statement_count != n
