@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use portcullis_identity::IdentityConfig;
+use portcullis_policy::PolicyConfig;
 use portcullis_proto_postgres::UpstreamConfig;
 use portcullis_recording::RecordingConfig;
 use serde::Deserialize;
@@ -121,6 +122,10 @@ pub struct PostgresTargetConfig {
     pub allowed_groups: Vec<String>,
     /// Where the database is and the gateway's credential for it.
     pub upstream: UpstreamConfig,
+    /// Statement rules (`[targets.NAME.policy]`); without it every statement of an
+    /// admitted identity is allowed (and recorded) under rule `default`.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
 }
 
 /// A configuration problem: the file, the key and why.
@@ -134,6 +139,20 @@ pub struct ConfigError {
 }
 
 impl GatewayConfig {
+    /// The compiled statement policies of all targets.
+    pub fn policy_set(&self) -> Result<portcullis_policy::PolicySet, String> {
+        let mut set = portcullis_policy::PolicySet::new(portcullis_policy::DefaultAction::Allow);
+        for (name, target) in &self.targets {
+            let TargetConfig::Postgres(t) = target;
+            if let Some(policy) = &t.policy {
+                let compiled = portcullis_policy::CompiledPolicy::compile(policy)
+                    .map_err(|e| format!("targets.{name}.policy: {e}"))?;
+                set.insert(name.clone(), compiled);
+            }
+        }
+        Ok(set)
+    }
+
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
@@ -196,6 +215,10 @@ impl GatewayConfig {
                     t.upstream
                         .tls_connector()
                         .map_err(|e| format!("targets.{name}.upstream: {e}"))?;
+                    if let Some(policy) = &t.policy {
+                        portcullis_policy::CompiledPolicy::compile(policy)
+                            .map_err(|e| format!("targets.{name}.policy: {e}"))?;
+                    }
                 }
             }
         }
@@ -240,6 +263,17 @@ listen = "127.0.0.1:6432"
         assert!(e.contains("colour"), "{e}");
         let e = parse(&format!("{BASE}\nlisten_typo = 1\n")).unwrap_err();
         assert!(e.contains("listen_typo"), "{e}");
+    }
+
+    #[test]
+    fn policy_errors_name_the_target_and_rule() {
+        let e = parse(&format!("{BASE}\n[targets.db]\nprotocol = \"postgres\"\nallowed_groups = [\"a\"]\n[targets.db.upstream]\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\n[[targets.db.policy.rules]]\nid = \"r1\"\naction = \"review\"\n")).unwrap_err();
+        assert!(
+            e.contains("targets.db.policy") && e.contains("approvers"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}\n[targets.db]\nprotocol = \"postgres\"\nallowed_groups = [\"a\"]\n[targets.db.upstream]\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\n[[targets.db.policy.rules]]\nid = \"r1\"\nkinds = [\"reed\"]\naction = \"deny\"\n")).unwrap_err();
+        assert!(e.contains("reed"), "{e}");
     }
 
     #[test]

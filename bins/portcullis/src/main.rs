@@ -57,6 +57,11 @@ enum Cmd {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+    /// Test statement rules before deploying them.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCmd,
+    },
     /// Generate an API key; prints the key once and the hash to put in the configuration.
     Apikey {
         /// Key id (part of the key).
@@ -68,6 +73,28 @@ enum Cmd {
         /// Comma-separated groups.
         #[arg(long, value_delimiter = ',', default_value = "")]
         groups: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Print how a statement is classified and which rule decides it.
+    Explain {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Target name.
+        #[arg(long)]
+        target: String,
+        /// Comma-separated groups of the identity.
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        groups: Vec<String>,
+        /// Subject of the identity.
+        #[arg(long, default_value = "someone")]
+        subject: String,
+        /// The SQL text.
+        #[arg(long)]
+        sql: String,
     },
 }
 
@@ -146,6 +173,52 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .mint(&subject, &groups, ttl)
                 .map_err(|e| e.to_string())?;
             println!("{}", token.expose());
+            Ok(())
+        }
+        Cmd::Policy {
+            command:
+                PolicyCmd::Explain {
+                    config,
+                    target,
+                    groups,
+                    subject,
+                    sql,
+                },
+        } => {
+            let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
+            let Some(config::TargetConfig::Postgres(t)) = parsed.targets.get(&target) else {
+                return Err(format!("{}: no target {target:?}", config.display()));
+            };
+            let identity = portcullis_core::Identity {
+                subject,
+                groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),
+                method: portcullis_core::AuthMethod::Jwt,
+                issuer: None,
+                expires_at: None,
+            };
+            if !identity.in_any(&t.allowed_groups) {
+                println!(
+                    "identity: {} (groups: {})\ndecision: deny by rule target-access: not in allowed_groups ({})",
+                    identity.subject,
+                    identity.groups.join(", "),
+                    t.allowed_groups.join(", ")
+                );
+                return Ok(());
+            }
+            match &t.policy {
+                Some(policy) => {
+                    let compiled = portcullis_policy::CompiledPolicy::compile(policy)
+                        .map_err(|e| format!("targets.{target}.policy: {e}"))?;
+                    print!("{}", compiled.explain(&identity, &sql));
+                }
+                None => {
+                    let class = portcullis_policy::classify(&sql);
+                    println!(
+                        "classification: {}\ndecision: allow by rule default (target {target} has no policy)",
+                        serde_json::to_string(&class).map_err(|e| e.to_string())?
+                    );
+                }
+            }
             Ok(())
         }
         Cmd::Apikey {

@@ -19,7 +19,8 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
         .await
         .map_err(|e| format!("identity: {e}"))?;
     let sink: Arc<dyn EventSink> = Arc::new(recorder.clone());
-    let pipeline = Pipeline::new(sink);
+    let policies = config.policy_set()?;
+    let pipeline = Pipeline::new(sink).with_policy(Arc::new(policies));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 

@@ -91,7 +91,7 @@ fn psql_session_with_copy_is_recorded_and_queryable() {
     let insert = shown.find("INSERT INTO people").unwrap();
     assert!(create < insert, "{shown}");
     assert!(shown.contains("alice (via Jwt, groups: dba)"), "{shown}");
-    assert!(shown.contains("allow (target-access)"), "{shown}");
+    assert!(shown.contains("allow (default)"), "{shown}");
     let table = h.audit(&["--gateway", &gw, "--token", &auditor, "sessions"]);
     assert!(table.contains(&sid), "{table}");
 

@@ -109,24 +109,7 @@ impl TableGlob {
     }
 }
 
-/// How many approvals a review needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Quorum {
-    /// This many approvals from members of any approver group.
-    Count(u32),
-    /// One approval from a member of each approver group.
-    EachGroup,
-}
-
-/// Who must approve a command under review.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReviewRequirement {
-    /// Groups whose members may approve.
-    pub approvers: Vec<String>,
-    /// How many approvals are needed.
-    pub quorum: Quorum,
-}
+pub use portcullis_core::{Quorum, ReviewRequirement};
 
 /// A validated rule.
 #[derive(Debug, Clone)]
@@ -561,7 +544,12 @@ impl CompiledPolicy {
         } else {
             worst.reason
         };
-        Decision::new(worst.verdict, worst.rule, reason)
+        let mut decision = Decision::new(worst.verdict, worst.rule, reason);
+        if decision.verdict == Verdict::Review {
+            decision.review = self.review_requirement(&decision.rule).cloned();
+        }
+        decision.kinds = class.kinds.iter().map(|k| k.name().to_string()).collect();
+        decision
     }
 
     /// The decision on each statement of an already classified string.

@@ -145,6 +145,47 @@ database = "{db}"
 user = "gw_scram"
 password = "not-the-password"
 
+[targets.guarded]
+protocol = "postgres"
+allowed_groups = ["dba", "developers"]
+[targets.guarded.upstream]
+address = "127.0.0.1:{up}"
+database = "{db}"
+user = "gw_scram"
+password = "{UPSTREAM_PASSWORD}"
+[targets.guarded.policy]
+default = "deny"
+[[targets.guarded.policy.rules]]
+id = "no-ddl-for-developers"
+groups = ["developers"]
+kinds = ["ddl", "privileges", "admin"]
+action = "deny"
+reason = "developers may not change the schema"
+[[targets.guarded.policy.rules]]
+id = "no-unfiltered-writes"
+kinds = ["write"]
+no_where = true
+action = "deny"
+[[targets.guarded.policy.rules]]
+id = "no-dangerous-functions"
+dangerous_functions = true
+action = "deny"
+[[targets.guarded.policy.rules]]
+id = "payroll-writes-need-review"
+kinds = ["write"]
+tables = ["payroll"]
+action = "review"
+approvers = ["payroll-approvers"]
+[[targets.guarded.policy.rules]]
+id = "dba-anything-else"
+groups = ["dba"]
+kinds = ["read", "write", "ddl", "transaction", "session", "utility", "lock"]
+action = "allow"
+[[targets.guarded.policy.rules]]
+id = "developers-read-write"
+kinds = ["read", "write", "transaction", "session", "utility"]
+action = "allow"
+
 [targets.restricted]
 protocol = "postgres"
 allowed_groups = ["admins-only"]
