@@ -224,7 +224,19 @@ fn before(hay: &[u8], i: usize, back: usize) -> Option<u8> {
 
 /// Decides whether a digit run is worth a DFA walk: 7+ digits, or an IPv4 shape.
 /// `None`: the run reaches the end of a non-final input.
+#[inline(never)]
 fn numeric_filter(hay: &[u8], i: usize, eof: bool) -> Option<bool> {
+    // ISO dates and timestamps (`2024-03-01`, `2024/03/01`): no detector starts with
+    // four digits, a separator and two digits followed by the same separator.
+    if let Some(w) = hay.get(i..i + 8)
+        && w.iter().take(4).all(u8::is_ascii_digit)
+        && matches!(w.get(4), Some(b'-' | b'/'))
+        && w.get(5..7)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && w.get(7) == w.get(4)
+    {
+        return Some(false);
+    }
     let mut digits = 0u32;
     let mut dots = 0u32;
     let end = hay.len().min(i + 48);
@@ -372,6 +384,7 @@ impl Engine {
 
     /// Finds candidate starts at or after `floor`; returns the first start that cannot
     /// be decided yet (`hay.len()` when none).
+    #[inline(never)]
     fn gather(&self, hay: &[u8], floor: usize, eof: bool, cands: &mut Vec<usize>) -> usize {
         let len = hay.len();
         let mut undecided = len;
@@ -461,18 +474,28 @@ impl Engine {
                 }
                 let mut j = s;
                 let mut colons = 0;
+                let mut dots = 0;
+                let mut double = false;
+                let mut prev_colon = false;
                 while j < len
                     && j - s < 64
                     && at(hay, j).is_some_and(|p| p.is_ascii_hexdigit() || p == b':' || p == b'.')
                 {
-                    if at(hay, j) == Some(b':') {
+                    let is_colon = at(hay, j) == Some(b':');
+                    if is_colon {
                         colons += 1;
+                        double |= prev_colon;
+                    } else if at(hay, j) == Some(b'.') {
+                        dots += 1;
                     }
+                    prev_colon = is_colon;
                     j += 1;
                 }
                 colon_done = j;
+                // An IPv6 address has `::`, or 7 colons, or 6 and an IPv4 tail.
+                let plausible = double || colons >= 7 || (colons == 6 && dots >= 3);
                 if s >= floor {
-                    if colons >= 2 {
+                    if plausible {
                         cands.push(s);
                     } else if j == len && !eof {
                         undecided = undecided.min(s);
@@ -504,6 +527,7 @@ impl Engine {
 
     /// Walks the DFA from `s`; picks the longest valid match (earlier pattern wins a tie).
     /// `Err(())`: undecidable without more input.
+    #[inline(never)]
     fn try_at(
         &self,
         hay: &[u8],
@@ -556,33 +580,47 @@ impl Engine {
         if ends.is_empty() {
             return Ok(None);
         }
-        ends.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        for &(pid, end) in ends.iter() {
-            let Some(info) = self.patterns.get(pid) else {
-                continue;
-            };
-            if end <= s || !info.boundary.left_ok(hay, s) {
-                continue;
+        // `ends` grows by end offset, and pattern ids ascend within one end: walk the
+        // groups from the longest, each group in pattern order (priority).
+        let mut hi = ends.len();
+        while hi > 0 {
+            let group_end = ends.get(hi - 1).map_or(0, |e| e.1);
+            let mut lo = hi - 1;
+            while lo > 0 && ends.get(lo - 1).is_some_and(|e| e.1 == group_end) {
+                lo -= 1;
             }
-            let value = hay.get(s..end).unwrap_or_default();
-            if !info.validator.check(value) {
-                continue;
-            }
-            if !info.pem {
-                match info.boundary.right_ok(hay, end, eof) {
-                    None => return Err(()),
-                    Some(false) => continue,
-                    Some(true) => {}
+            let group = lo..hi;
+            hi = lo;
+            for k in group {
+                let Some(&(pid, end)) = ends.get(k) else {
+                    continue;
+                };
+                let Some(info) = self.patterns.get(pid) else {
+                    continue;
+                };
+                if end <= s || !info.boundary.left_ok(hay, s) {
+                    continue;
                 }
+                let value = hay.get(s..end).unwrap_or_default();
+                if !info.validator.check(value) {
+                    continue;
+                }
+                if !info.pem {
+                    match info.boundary.right_ok(hay, end, eof) {
+                        None => return Err(()),
+                        Some(false) => continue,
+                        Some(true) => {}
+                    }
+                }
+                let (ms, me) = info.value.span(value);
+                return Ok(Some(Found {
+                    start: s,
+                    end,
+                    mask_start: s + ms,
+                    mask_end: s + me,
+                    detector: info.detector,
+                }));
             }
-            let (ms, me) = info.value.span(value);
-            return Ok(Some(Found {
-                start: s,
-                end,
-                mask_start: s + ms,
-                mask_end: s + me,
-                detector: info.detector,
-            }));
         }
         Ok(None)
     }

@@ -393,6 +393,7 @@ impl Masker {
     ) {
         let mut pos = from;
         let slice = |a: usize, b: usize| hay.get(a..b).unwrap_or_default();
+        let mut counts = [0u64; 32];
         for f in found {
             out.extend_from_slice(slice(pos, f.start));
             out.extend_from_slice(slice(f.start, f.mask_start));
@@ -404,7 +405,10 @@ impl Masker {
                         self.inner.key.as_ref(),
                         out,
                     );
-                    report.add(&d.name, 1);
+                    match counts.get_mut(usize::from(f.detector)) {
+                        Some(c) => *c += 1,
+                        None => report.add(&d.name, 1),
+                    }
                 }
                 None => out.extend_from_slice(b"[REDACTED]"),
             }
@@ -412,6 +416,9 @@ impl Masker {
             pos = f.end;
         }
         out.extend_from_slice(slice(pos, to));
+        for (d, n) in self.inner.detectors.iter().zip(counts) {
+            report.add(&d.name, n);
+        }
     }
 
     /// Decides, per column name, whether the column is masked whole (and how), passed

@@ -1,6 +1,6 @@
 //! Validators: cheap checks run on candidate matches only.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 /// Checks the Luhn checksum over the ASCII digits of `value`, ignoring any other byte.
 ///
@@ -29,20 +29,35 @@ pub fn luhn(value: &[u8]) -> bool {
 /// the first four characters move to the end, letters become 10..35, and the number
 /// modulo 97 must be 1.
 pub fn mod97(value: &[u8]) -> bool {
-    let compact: Vec<u8> = value.iter().copied().filter(|b| *b != b' ').collect();
-    if compact.len() < 5 || !compact.iter().all(u8::is_ascii_alphanumeric) {
-        return false;
-    }
-    let (head, tail) = compact.split_at(4);
+    let mut n = 0usize;
+    let mut head = [0u8; 4];
     let mut rem = 0u32;
-    for &b in tail.iter().chain(head) {
+    let push = |rem: &mut u32, b: u8| {
         let b = b.to_ascii_uppercase();
         if b.is_ascii_digit() {
-            rem = (rem * 10 + u32::from(b - b'0')) % 97;
+            *rem = (*rem * 10 + u32::from(b - b'0')) % 97;
         } else {
-            let v = u32::from(b - b'A') + 10;
-            rem = (rem * 100 + v) % 97;
+            *rem = (*rem * 100 + u32::from(b - b'A') + 10) % 97;
         }
+    };
+    for &b in value {
+        if b == b' ' {
+            continue;
+        }
+        if !b.is_ascii_alphanumeric() {
+            return false;
+        }
+        match head.get_mut(n) {
+            Some(h) => *h = b,
+            None => push(&mut rem, b),
+        }
+        n += 1;
+    }
+    if n < 5 {
+        return false;
+    }
+    for b in head {
+        push(&mut rem, b);
     }
     rem == 1
 }
@@ -77,27 +92,32 @@ pub fn card(value: &[u8]) -> bool {
 /// US social security number `AAA-GG-SSSS` (or with spaces): area not 000, 666 or
 /// 900-999, group not 00, serial not 0000.
 pub fn ssn(value: &[u8]) -> bool {
-    let d: Vec<u8> = value
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .map(|b| b - b'0')
-        .collect();
-    let [a0, a1, a2, g0, g1, s0, s1, s2, s3] = d.as_slice() else {
-        return false;
-    };
-    let area = u32::from(*a0) * 100 + u32::from(*a1) * 10 + u32::from(*a2);
-    let group = u32::from(*g0) * 10 + u32::from(*g1);
-    let serial =
-        u32::from(*s0) * 1000 + u32::from(*s1) * 100 + u32::from(*s2) * 10 + u32::from(*s3);
-    // One separator kind only.
-    let seps: Vec<u8> = value
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_digit())
-        .collect();
-    if seps.windows(2).any(|w| w.first() != w.get(1)) {
+    let mut d = [0u32; 9];
+    let mut n = 0usize;
+    let mut sep = None;
+    for &b in value {
+        if b.is_ascii_digit() {
+            match d.get_mut(n) {
+                Some(slot) => *slot = u32::from(b - b'0'),
+                None => return false,
+            }
+            n += 1;
+        } else {
+            // One separator kind only.
+            match sep {
+                None => sep = Some(b),
+                Some(s) if s != b => return false,
+                Some(_) => {}
+            }
+        }
+    }
+    if n != 9 {
         return false;
     }
+    let [a0, a1, a2, g0, g1, s0, s1, s2, s3] = d;
+    let area = a0 * 100 + a1 * 10 + a2;
+    let group = g0 * 10 + g1;
+    let serial = s0 * 1000 + s1 * 100 + s2 * 10 + s3;
     area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
 }
 
@@ -113,11 +133,21 @@ pub fn phone(value: &[u8]) -> bool {
 
 /// Dotted-quad IPv4 address with octets 0..=255 and no leading zeros.
 pub fn ipv4(value: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(value) else {
-        return false;
-    };
-    // `Ipv4Addr::from_str` rejects leading zeros and out-of-range octets.
-    s.parse::<Ipv4Addr>().is_ok()
+    let mut parts = 0;
+    for part in value.split(|b| *b == b'.') {
+        parts += 1;
+        if part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        if part.len() > 1 && part.first() == Some(&b'0') {
+            return false;
+        }
+        let v = part.iter().fold(0u32, |a, b| a * 10 + u32::from(b - b'0'));
+        if v > 255 {
+            return false;
+        }
+    }
+    parts == 4
 }
 
 /// IPv6 address (as parsed by the standard library) with at least two groups of hex
