@@ -187,6 +187,7 @@ pub(crate) struct Engine {
     patterns: Vec<PatternInfo>,
     class: [u8; 256],
     custom_on_digits: bool,
+    swar: bool,
     iban: bool,
     literals: Option<Prefilter>,
     literal_list: Vec<Vec<u8>>,
@@ -339,6 +340,10 @@ impl Engine {
                 }
             }
         }
+        // The word-at-a-time skip knows digits, `@` and `:` only.
+        let swar = class.iter().enumerate().all(|(b, c)| {
+            *c == 0 || (b'0'..=b'9').contains(&(b as u8)) || b == usize::from(b'@') || b == usize::from(b':')
+        });
         let prefilter = if literals.is_empty() {
             None
         } else {
@@ -354,6 +359,7 @@ impl Engine {
             patterns: sources.into_iter().map(|s| s.info).collect(),
             class,
             custom_on_digits,
+            swar,
             iban: triggers.iban,
             literals: prefilter,
             literal_list: literals,
@@ -382,6 +388,41 @@ impl Engine {
         h
     }
 
+    /// Position of the next byte with a trigger class at or after `i`.
+    #[inline]
+    fn next_trigger(&self, hay: &[u8], mut i: usize) -> Option<usize> {
+        let class = &self.class;
+        if self.swar {
+            // Eight bytes at a time: skip words holding no digit, `@` or `:`.
+            const LO: u64 = 0x0101_0101_0101_0101;
+            const HI: u64 = 0x8080_8080_8080_8080;
+            const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+            let zero = |y: u64| !(((y & LOW7).wrapping_add(LOW7)) | y) & HI;
+            while let Some(chunk) = hay.get(i..i + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(chunk);
+                let x = u64::from_le_bytes(w);
+                let t = x & LOW7;
+                let ge0 = t.wrapping_add(LO * (0x80 - 0x30));
+                let ge_colon = t.wrapping_add(LO * (0x80 - 0x3a));
+                let digit = ge0 & !ge_colon & !x & HI;
+                let m = digit | zero(x ^ (LO * 0x40)) | zero(x ^ (LO * 0x3a));
+                if m == 0 {
+                    i += 8;
+                    continue;
+                }
+                let j = i + (m.trailing_zeros() / 8) as usize;
+                if class[usize::from(at(hay, j).unwrap_or(0))] != 0 {
+                    return Some(j);
+                }
+                i = j + 1;
+            }
+        }
+        hay.get(i..)
+            .and_then(|rest| rest.iter().position(|b| class[usize::from(*b)] != 0))
+            .map(|off| i + off)
+    }
+
     /// Finds candidate starts at or after `floor`; returns the first start that cannot
     /// be decided yet (`hay.len()` when none).
     #[inline(never)]
@@ -392,13 +433,10 @@ impl Engine {
         let mut i = floor;
         let mut colon_done = 0usize;
         while i < len {
-            let Some(off) = hay
-                .get(i..)
-                .and_then(|rest| rest.iter().position(|b| class[usize::from(*b)] != 0))
-            else {
+            let Some(next) = self.next_trigger(hay, i) else {
                 break;
             };
-            i += off;
+            i = next;
             let b = at(hay, i).unwrap_or(0);
             let c = class[usize::from(b)];
             let prev = before(hay, i, 1);
