@@ -13,6 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis_masking::{MaskReport, Masker, corpus};
 
 #[path = "support/baseline.rs"]
+#[allow(dead_code)]
 mod baseline;
 
 const SIZE: usize = 16 << 20;

@@ -310,9 +310,9 @@ impl Boundary {
             Boundary::Token(extra) => !is_alnum(prev) && !prev.is_some_and(|p| extra.contains(&p)),
             Boundary::Secret | Boundary::Word | Boundary::Email => !is_alnum(prev),
             Boundary::Numeric => {
-                !is_alnum(prev)
-                    && !(matches!(prev, Some(b'-' | b'.'))
-                        && prev2.is_some_and(|b| b.is_ascii_digit()))
+                let after_number =
+                    matches!(prev, Some(b'-' | b'.')) && prev2.is_some_and(|b| b.is_ascii_digit());
+                !(is_alnum(prev) || after_number)
             }
             Boundary::Ipv6 => !is_alnum(prev) && !matches!(prev, Some(b':' | b'.')),
         }

@@ -342,7 +342,7 @@ impl Engine {
         }
         // The word-at-a-time skip knows digits, `@` and `:` only.
         let swar = class.iter().enumerate().all(|(b, c)| {
-            *c == 0 || (b'0'..=b'9').contains(&(b as u8)) || b == usize::from(b'@') || b == usize::from(b':')
+            *c == 0 || u8::try_from(b).is_ok_and(|b| b.is_ascii_digit() || b == b'@' || b == b':')
         });
         let prefilter = if literals.is_empty() {
             None
@@ -771,6 +771,30 @@ mod tests {
         match PemState::START.feed(b"\nMIIE\nnot a key; text") {
             PemStep::Ended(n) => assert_eq!(n, 15),
             PemStep::Open(_) => panic!("should end"),
+        }
+    }
+
+    #[test]
+    fn word_skip_agrees_with_byte_loop() {
+        let m = crate::Masker::with_defaults().unwrap();
+        let engine = m.inner.engine.as_ref().unwrap();
+        assert!(engine.swar);
+        let mut rng = crate::corpus::Rng::new(9);
+        for _ in 0..200 {
+            let len = usize::try_from(rng.below(64)).unwrap();
+            let hay: Vec<u8> = (0..len)
+                .map(|_| match rng.below(6) {
+                    0 => b"0123456789@:"[usize::try_from(rng.below(12)).unwrap()],
+                    _ => u8::try_from(rng.below(256)).unwrap(),
+                })
+                .collect();
+            for start in 0..=hay.len() {
+                let naive = hay[start..]
+                    .iter()
+                    .position(|b| engine.class[usize::from(*b)] != 0)
+                    .map(|o| start + o);
+                assert_eq!(engine.next_trigger(&hay, start), naive, "{hay:?} {start}");
+            }
         }
     }
 

@@ -22,7 +22,7 @@ pub fn luhn(value: &[u8]) -> bool {
         sum += d;
         count += 1;
     }
-    count >= 2 && sum % 10 == 0
+    count >= 2 && sum.is_multiple_of(10)
 }
 
 /// Checks the ISO 7064 mod-97 checksum of an IBAN-shaped value (spaces ignored):

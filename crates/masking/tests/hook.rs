@@ -15,10 +15,7 @@ use tokio_postgres::types::{FromSql, Type};
 struct Raw(Vec<u8>);
 
 impl<'a> FromSql<'a> for Raw {
-    fn from_sql(
-        _: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Raw(raw.to_vec()))
     }
     fn accepts(_: &Type) -> bool {
@@ -55,15 +52,21 @@ const SQL: &str = "SELECT 7::int4 AS id, 'mail bob@example.com'::text AS note, \
     '{\"k\": 1}'::json AS secret_doc";
 
 async fn client() -> tokio_postgres::Client {
-    let (client, conn) =
-        tokio_postgres::connect("host=127.0.0.1 port=5432 user=postgres dbname=test", tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL on 127.0.0.1:5432");
+    let (client, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("PostgreSQL on 127.0.0.1:5432");
     tokio::spawn(conn);
     client
 }
 
-fn run(hook: &mut MaskHook, columns: Vec<Column>, mut fields: Vec<Option<Vec<u8>>>) -> Vec<Option<String>> {
+fn run(
+    hook: &mut MaskHook,
+    columns: Vec<Column>,
+    mut fields: Vec<Option<Vec<u8>>>,
+) -> Vec<Option<String>> {
     hook.columns(&columns).unwrap();
     hook.row(&mut fields).unwrap();
     fields
@@ -94,13 +97,19 @@ async fn binary_format_rows_from_postgres() {
     let mut hook = MaskHook::new(masker());
     let out = run(&mut hook, columns, fields);
     // int4 7 in binary, kept (rule `keep`).
-    assert_eq!(out[0].as_deref().map(str::as_bytes), Some(&[0u8, 0, 0, 7][..]));
+    assert_eq!(
+        out[0].as_deref().map(str::as_bytes),
+        Some(&[0u8, 0, 0, 7][..])
+    );
     assert_eq!(out[1].as_deref(), Some("mail [EMAIL]"));
     assert_eq!(out[2], None); // ssn column -> NULL
     assert_eq!(out[3].as_deref(), Some("**** **** **** 1111"));
     // jsonb binary: version byte 1 kept, e-mail inside masked.
     let doc = out[4].as_deref().unwrap();
-    assert!(doc.starts_with('\u{1}') && doc.contains("[EMAIL]") && !doc.contains("bob@"), "{doc:?}");
+    assert!(
+        doc.starts_with('\u{1}') && doc.contains("[EMAIL]") && !doc.contains("bob@"),
+        "{doc:?}"
+    );
     // int8 in a column masked whole cannot be rewritten as text: NULL.
     assert_eq!(out[5], None);
     assert_eq!(out[6].as_deref(), Some("[EMAIL]"));
@@ -137,7 +146,9 @@ async fn text_format_rows_from_postgres() {
                     format: FieldFormat::Text,
                 })
                 .collect();
-            fields = (0..r.len()).map(|i| r.get(i).map(|s| s.as_bytes().to_vec())).collect();
+            fields = (0..r.len())
+                .map(|i| r.get(i).map(|s| s.as_bytes().to_vec()))
+                .collect();
         }
     }
     let mut hook = MaskHook::new(masker());
@@ -157,11 +168,17 @@ async fn notices_and_errors_are_masked() {
         .simple_query("SELECT 'x' FROM no_such_table_for bob@example.com")
         .await
         .unwrap_err();
-    let mut text = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+    let mut text = err
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
     text.push_str(" (user bob@example.com, card 4111111111111111)");
     let mut hook = MaskHook::new(masker());
     hook.text(TextKind::Error, &mut text).unwrap();
-    assert!(!text.contains("bob@example.com") && !text.contains("4111111111111111"), "{text}");
+    assert!(
+        !text.contains("bob@example.com") && !text.contains("4111111111111111"),
+        "{text}"
+    );
     assert!(text.contains("[EMAIL]") && text.contains("[CARD]"));
 }
 
@@ -177,7 +194,10 @@ fn chunks_are_streamed_and_flushed() {
     let mut flush = Vec::new();
     hook.chunk(&mut flush).unwrap();
     out.extend_from_slice(&flush);
-    assert_eq!(String::from_utf8(out).unwrap(), "user [EMAIL] logged in from [IP]\n$ ");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "user [EMAIL] logged in from [IP]\n$ "
+    );
     let mut c = Completion::default();
     hook.finish(&mut c);
     assert_eq!((c.masked["email"], c.masked["ipv4"]), (1, 1));
@@ -211,10 +231,16 @@ fn engine_hooks_per_target_and_redacts_commands() {
     targets.insert("orders".to_string(), masker());
     let engine = MaskingEngine::by_target(targets, None).unwrap();
     let cmd = Command::Sql {
-        text: "UPDATE users SET email = 'bob@example.com', card = '4111-1111-1111-1111' WHERE id = 7".into(),
+        text:
+            "UPDATE users SET email = 'bob@example.com', card = '4111-1111-1111-1111' WHERE id = 7"
+                .into(),
         via: SqlVia::Simple,
     };
-    assert!(engine.output_hook(&request("orders", cmd.clone())).is_some());
+    assert!(
+        engine
+            .output_hook(&request("orders", cmd.clone()))
+            .is_some()
+    );
     assert!(engine.output_hook(&request("other", cmd.clone())).is_none());
     match engine.redact_command(&cmd) {
         Command::Sql { text, .. } => assert_eq!(
