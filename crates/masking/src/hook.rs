@@ -24,6 +24,8 @@ pub mod oid {
     pub const VARCHAR: u32 = 1043;
     /// `jsonb` (binary: version byte 1, then the JSON text).
     pub const JSONB: u32 = 3802;
+    /// `int8`: binary format is 8 bytes big-endian; decoded to digits to be scanned.
+    pub const INT8: u32 = 20;
 }
 
 fn text_like(type_oid: u32) -> bool {
@@ -57,13 +59,28 @@ pub fn mask_typed(
     let json = matches!(type_oid, oid::JSON | oid::JSONB);
     let whole = matches!(plan.action(idx), ColumnAction::Mask(_));
     if format == FieldFormat::Binary && !text_like(type_oid) {
-        return if whole {
+        if whole {
             report.add(plan.report_key(idx), 1);
             value.clear();
-            FieldAction::Null
-        } else {
-            FieldAction::Keep
+            return FieldAction::Null;
+        }
+        if matches!(plan.action(idx), ColumnAction::Keep) {
+            return FieldAction::Keep;
+        }
+        // Binary values cannot be rewritten in place, but they can hold text: arrays and
+        // records embed their elements' bytes, and an int8 can be a card or phone number.
+        // Scan them; a finding turns the whole value into NULL.
+        let mut probe = match (type_oid, <[u8; 8]>::try_from(value.as_slice())) {
+            (oid::INT8, Ok(bytes)) => i64::from_be_bytes(bytes).to_string().into_bytes(),
+            _ => value.clone(),
         };
+        let mut found = MaskReport::default();
+        if plan.mask_field(idx, &mut probe, &mut found) == FieldAction::Keep {
+            return FieldAction::Keep;
+        }
+        report.merge(&found);
+        value.clear();
+        return FieldAction::Null;
     }
     if format == FieldFormat::Binary && type_oid == oid::JSONB {
         if value.first() != Some(&1) {

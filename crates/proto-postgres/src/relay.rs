@@ -17,7 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use pgwire::messages::extendedquery::Parse;
+use pgwire::messages::extendedquery::{Describe, Parse};
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use portcullis_core::{
@@ -48,7 +49,13 @@ enum Expect {
     Parse,
     Bind,
     Close,
-    Describe,
+    /// A Describe; `portal` when it describes a portal (its RowDescription carries the
+    /// real result formats), `hidden` when the gateway sent it to learn an Execute's
+    /// columns and the client must not see the answer.
+    Describe {
+        portal: bool,
+        hidden: bool,
+    },
     Sync,
     /// A simple-protocol query that was admitted.
     Query(Box<Running>),
@@ -161,6 +168,7 @@ impl Relay {
             max_message: self.max_message,
             shutdown: self.shutdown,
             notifier,
+            described_portal: None,
         };
         let mut server_side = ServerSide {
             reader: upstream_r,
@@ -216,6 +224,8 @@ struct ClientSide {
     max_message: usize,
     shutdown: watch::Receiver<bool>,
     notifier: Notifier,
+    /// The portal the previous client message described, if it was a portal Describe.
+    described_portal: Option<String>,
 }
 
 enum Step {
@@ -350,7 +360,15 @@ impl ClientSide {
     }
 
     async fn handle(&mut self, msg: PgWireFrontendMessage) -> Result<Step, Ended> {
-        match &msg {
+        let step = self.handle_message(&msg).await;
+        if !matches!(msg, PgWireFrontendMessage::Describe(_)) {
+            self.described_portal = None;
+        }
+        step
+    }
+
+    async fn handle_message(&mut self, msg: &PgWireFrontendMessage) -> Result<Step, Ended> {
+        match msg {
             PgWireFrontendMessage::Query(q) => {
                 let command = Command::Sql {
                     text: q.query.clone(),
@@ -359,7 +377,7 @@ impl ClientSide {
                 match self.admit(command).await {
                     Admission::Forward(running) => {
                         self.batch.push(Entry::Expect(Expect::Query(running)));
-                        self.forward(&msg)?;
+                        self.forward(msg)?;
                     }
                     Admission::Refuse(refusal) => {
                         self.batch
@@ -374,7 +392,7 @@ impl ClientSide {
                 let name = p.name.clone().unwrap_or_default();
                 self.statements.insert(name, Arc::from(p.query.as_str()));
                 self.batch.push(Entry::Expect(Expect::Parse));
-                self.forward(&msg)?;
+                self.forward(msg)?;
             }
             PgWireFrontendMessage::Bind(b) => {
                 let statement = b.statement_name.clone().unwrap_or_default();
@@ -385,10 +403,11 @@ impl ClientSide {
                     self.portals.remove(&portal);
                 }
                 self.batch.push(Entry::Expect(Expect::Bind));
-                self.forward(&msg)?;
+                self.forward(msg)?;
             }
             PgWireFrontendMessage::Execute(e) => {
                 let portal = e.name.clone().unwrap_or_default();
+                let portal_name = portal.clone();
                 let (statement, text) = match self.portals.get(&portal) {
                     Some((s, t)) => (s.clone(), t.to_string()),
                     // Unknown portal: nothing can be classified, so nothing is forwarded.
@@ -398,10 +417,23 @@ impl ClientSide {
                     text,
                     via: SqlVia::Extended { statement, portal },
                 };
+                let just_described = self.described_portal.as_deref() == Some(portal_name.as_str());
                 match self.admit(command).await {
                     Admission::Forward(running) => {
+                        if running.hooks.inspects_rows() && !just_described {
+                            // Masking needs the columns and their wire formats: ask for
+                            // the portal's description without showing it to the client.
+                            self.batch.push(Entry::Expect(Expect::Describe {
+                                portal: true,
+                                hidden: true,
+                            }));
+                            self.forward(&PgWireFrontendMessage::Describe(Describe::new(
+                                b'P',
+                                Some(portal_name.clone()),
+                            )))?;
+                        }
                         self.batch.push(Entry::Expect(Expect::Execute(running)));
-                        self.forward(&msg)?;
+                        self.forward(msg)?;
                     }
                     Admission::Refuse(refusal) => {
                         self.batch
@@ -414,9 +446,17 @@ impl ClientSide {
                     }
                 }
             }
-            PgWireFrontendMessage::Describe(_) => {
-                self.batch.push(Entry::Expect(Expect::Describe));
-                self.forward(&msg)?;
+            PgWireFrontendMessage::Describe(d) => {
+                let portal = d.target_type == b'P';
+                if portal {
+                    self.described_portal = Some(d.name.clone().unwrap_or_default());
+                }
+                self.batch.push(Entry::Expect(Expect::Describe {
+                    portal,
+                    hidden: false,
+                }));
+                self.forward(msg)?;
+                return Ok(Step::Continue);
             }
             PgWireFrontendMessage::Close(c) => {
                 let name = c.name.clone().unwrap_or_default();
@@ -426,18 +466,18 @@ impl ClientSide {
                     self.portals.remove(&name);
                 }
                 self.batch.push(Entry::Expect(Expect::Close));
-                self.forward(&msg)?;
+                self.forward(msg)?;
             }
             PgWireFrontendMessage::Sync(_) => {
                 self.batch.push(Entry::Expect(Expect::Sync));
-                self.forward(&msg)?;
+                self.forward(msg)?;
             }
             PgWireFrontendMessage::Flush(_)
             | PgWireFrontendMessage::CopyData(_)
             | PgWireFrontendMessage::CopyDone(_)
-            | PgWireFrontendMessage::CopyFail(_) => self.forward(&msg)?,
+            | PgWireFrontendMessage::CopyFail(_) => self.forward(msg)?,
             PgWireFrontendMessage::Terminate(_) => {
-                self.forward(&msg)?;
+                self.forward(msg)?;
                 return Ok(Step::Terminate);
             }
             other => {
@@ -684,9 +724,7 @@ impl ServerSide {
             | PgWireBackendMessage::NotificationResponse(_)
             | PgWireBackendMessage::ParameterDescription(_)
             | PgWireBackendMessage::CopyInResponse(_)
-            | PgWireBackendMessage::CopyOutResponse(_)
-            | PgWireBackendMessage::CopyBothResponse(_)
-            | PgWireBackendMessage::CopyDone(_) => {}
+            | PgWireBackendMessage::CopyBothResponse(_) => {}
             PgWireBackendMessage::NoticeResponse(n) => {
                 if let Some(Expect::Query(r) | Expect::Execute(r)) = self.head() {
                     mask_fields(&mut r.hooks, TextKind::Notice, &mut n.fields)?;
@@ -697,10 +735,17 @@ impl ServerSide {
             | PgWireBackendMessage::CloseComplete(_) => {
                 self.expect_simple_reply()?;
             }
-            PgWireBackendMessage::NoData(_) => {
-                self.expect_simple_reply()?;
-                self.described = None;
-            }
+            PgWireBackendMessage::NoData(_) => match self.pop() {
+                Some(Expect::Describe { portal, hidden }) => {
+                    if portal {
+                        self.described = None;
+                    }
+                    if hidden {
+                        return Ok(());
+                    }
+                }
+                _ => return Err("unexpected NoData".into()),
+            },
             PgWireBackendMessage::RowDescription(rd) => {
                 let columns: Vec<Column> = rd
                     .fields
@@ -718,9 +763,15 @@ impl ServerSide {
                     })
                     .collect();
                 match self.head() {
-                    Some(Expect::Describe) => {
+                    Some(Expect::Describe { portal, hidden }) => {
+                        let (portal, hidden) = (*portal, *hidden);
                         self.pop();
-                        self.described = Some(columns);
+                        if portal {
+                            self.described = Some(columns);
+                        }
+                        if hidden {
+                            return Ok(());
+                        }
                     }
                     Some(Expect::Query(r)) => {
                         r.hooks.columns(&columns).map_err(|e| e.to_string())?;
@@ -755,7 +806,38 @@ impl ServerSide {
             }
             PgWireBackendMessage::CopyData(data) => {
                 if let Some(Expect::Query(r) | Expect::Execute(r)) = self.head() {
+                    if r.hooks.inspects_rows() {
+                        let mut bytes = data.data.to_vec();
+                        r.hooks.chunk(&mut bytes).map_err(|e| e.to_string())?;
+                        data.data = bytes.into();
+                        if data.data.is_empty() {
+                            // Held back until the rest of a value arrives.
+                            return Ok(());
+                        }
+                    }
                     r.completion.bytes += data.data.len() as u64;
+                }
+            }
+            PgWireBackendMessage::CopyDone(_) => {
+                if let Some(Expect::Query(r) | Expect::Execute(r)) = self.head()
+                    && r.hooks.inspects_rows()
+                {
+                    // Release what the streaming masker still holds.
+                    let mut rest = Vec::new();
+                    r.hooks.chunk(&mut rest).map_err(|e| e.to_string())?;
+                    if !rest.is_empty() {
+                        r.completion.bytes += rest.len() as u64;
+                        self.emit(&PgWireBackendMessage::CopyData(CopyData::new(rest.into())))?;
+                    }
+                }
+            }
+            PgWireBackendMessage::CopyOutResponse(c) => {
+                if c.format != 0
+                    && let Some(Expect::Query(r) | Expect::Execute(r)) = self.head()
+                    && r.hooks.inspects_rows()
+                {
+                    // Binary COPY cannot be masked safely: fail closed.
+                    return Err("binary COPY TO STDOUT is refused on a masked target".into());
                 }
             }
             PgWireBackendMessage::CommandComplete(cc) => match self.head() {
@@ -807,7 +889,7 @@ impl ServerSide {
 
     fn expect_simple_reply(&mut self) -> Result<(), String> {
         match self.head() {
-            Some(Expect::Parse | Expect::Bind | Expect::Close | Expect::Describe) => {
+            Some(Expect::Parse | Expect::Bind | Expect::Close) => {
                 self.pop();
                 Ok(())
             }
@@ -852,7 +934,7 @@ impl ServerSide {
                 }
                 self.skipping = true;
             }
-            Some(Expect::Parse | Expect::Bind | Expect::Describe | Expect::Close) => {
+            Some(Expect::Parse | Expect::Bind | Expect::Describe { .. } | Expect::Close) => {
                 self.pop();
                 self.skipping = true;
             }
