@@ -223,10 +223,10 @@ impl ApprovalConfig {
                 ),
             );
         }
-        if let Some(url) = &self.approve_url {
-            if let Err(m) = check_url(url) {
-                return bad("approve_url", m);
-            }
+        if let Some(url) = &self.approve_url
+            && let Err(m) = check_url(url)
+        {
+            return bad("approve_url", m);
         }
         if self.webhook_queue == 0 || self.webhook_queue > 1 << 20 {
             return bad(
@@ -342,17 +342,17 @@ mod tests {
             Err(ApprovalError::Config { key, .. }) => key,
             other => panic!("expected a config error, got {other:?}"),
         };
-        let mut c = ApprovalConfig::default();
+        let mut c = ApprovalConfig::new("p");
         c.wait = Duration::ZERO;
         assert_eq!(key_of(c), "approvals.wait");
-        let mut c = ApprovalConfig::default();
+        let mut c = ApprovalConfig::new("p");
         c.wait = Duration::from_secs(3000);
         c.request_ttl = Duration::from_secs(60);
         assert_eq!(key_of(c), "approvals.wait");
-        let mut c = ApprovalConfig::default();
+        let mut c = ApprovalConfig::new("p");
         c.max_grant = Duration::ZERO;
         assert_eq!(key_of(c), "approvals.max_grant");
-        let mut c = ApprovalConfig::default();
+        let mut c = ApprovalConfig::new("p");
         c.approve_url = Some("ftp://x".into());
         assert_eq!(key_of(c), "approvals.approve_url");
         let mut c: ApprovalConfig =
