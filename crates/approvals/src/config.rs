@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use portcullis_core::Secret;
+
 use crate::ApprovalError;
 
 /// Longest accepted `wait`.
@@ -65,8 +67,9 @@ pub struct ApprovalConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// `http://` or `https://` URL receiving a POST per notification.
-    pub url: String,
+    /// `http://` or `https://` URL receiving a POST per notification. Held as a secret:
+    /// webhook URLs often carry a token (Slack); logs show only scheme, host and port.
+    pub url: Secret<String>,
     /// Body format.
     #[serde(default)]
     pub format: WebhookFormat,
@@ -240,7 +243,7 @@ impl ApprovalConfig {
         }
         for (i, hook) in self.webhooks.iter().enumerate() {
             let key = |k: &str| format!("webhooks[{i}].{k}");
-            if let Err(m) = check_url(&hook.url) {
+            if let Err(m) = check_url(hook.url.expose()) {
                 return bad(&key("url"), m);
             }
             if hook.attempts == 0 || hook.attempts > MAX_WEBHOOK_ATTEMPTS {
@@ -275,15 +278,16 @@ impl ApprovalConfig {
     }
 }
 
-/// Checks an `http(s)://host...` URL; returns why not.
+/// Checks an `http(s)://host...` URL; returns why not (without repeating the URL,
+/// which may carry a token).
 pub(crate) fn check_url(url: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(format!("must start with http:// or https://: {url:?}")),
+        _ => return Err("must start with http:// or https://".into()),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("has no host: {url:?}"));
+        return Err("has no host".into());
     }
     Ok(uri)
 }
@@ -362,5 +366,13 @@ mod tests {
         c.webhooks.truncate(1);
         c.webhooks[0].attempts = 0;
         assert_eq!(key_of(c), "approvals.webhooks[0].attempts");
+
+        // Webhook URLs carry tokens: neither errors nor debug output repeat them.
+        let c: ApprovalConfig =
+            toml::from_str("[[webhooks]]\nurl = \"slack://hooks/T0/B0/secret-token\"").unwrap();
+        assert!(!format!("{c:?}").contains("secret-token"));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("approvals.webhooks[0].url"), "{err}");
+        assert!(!err.contains("secret-token"), "{err}");
     }
 }

@@ -27,6 +27,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// A configured webhook with its parsed URL and a loggable label (no path or query).
+struct Endpoint {
+    uri: http::Uri,
+    label: String,
+    config: WebhookConfig,
+}
+
 /// One notification about a request.
 pub(crate) struct Notice {
     pub(crate) event: WebhookEvent,
@@ -58,11 +65,21 @@ impl Webhooks {
         }
         let mut hooks = Vec::new();
         for hook in &config.webhooks {
-            let uri = check_url(&hook.url).map_err(|message| ApprovalError::Config {
+            let uri = check_url(hook.url.expose()).map_err(|message| ApprovalError::Config {
                 key: "approvals.webhooks.url".into(),
                 message,
             })?;
-            hooks.push((uri, hook.clone()));
+            let endpoint = format!(
+                "{}://{}{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.host().unwrap_or(""),
+                uri.port().map(|p| format!(":{p}")).unwrap_or_default()
+            );
+            hooks.push(Endpoint {
+                uri,
+                label: endpoint,
+                config: hook.clone(),
+            });
         }
         let client = http_client()?;
         let (tx, rx) = mpsc::channel(config.webhook_queue);
@@ -121,13 +138,14 @@ fn http_client() -> Result<HttpClient, ApprovalError> {
 
 async fn deliverer(
     mut rx: mpsc::Receiver<Notice>,
-    hooks: Arc<Vec<(http::Uri, WebhookConfig)>>,
+    hooks: Arc<Vec<Endpoint>>,
     client: HttpClient,
     counters: Arc<Counters>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(notice) = rx.recv().await {
-        for (uri, hook) in hooks.iter() {
+        for endpoint in hooks.iter() {
+            let hook = &endpoint.config;
             if hook
                 .events
                 .as_ref()
@@ -144,11 +162,12 @@ async fn deliverer(
             };
             let client = client.clone();
             let counters = counters.clone();
-            let uri = uri.clone();
+            let uri = endpoint.uri.clone();
+            let label = endpoint.label.clone();
             let hook = hook.clone();
             let id = notice.request.id.clone();
             tokio::spawn(async move {
-                deliver(&client, &uri, &hook, body, &id, &counters).await;
+                deliver(&client, &uri, &label, &hook, body, &id, &counters).await;
                 drop(permit);
             });
         }
@@ -158,6 +177,7 @@ async fn deliverer(
 async fn deliver(
     client: &HttpClient,
     uri: &http::Uri,
+    label: &str,
     hook: &WebhookConfig,
     body: Bytes,
     request: &str,
@@ -168,12 +188,17 @@ async fn deliver(
         match post(client, uri, body.clone(), hook.timeout).await {
             Ok(()) => {
                 counters.delivered.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(request, url = %hook.url, attempt, "approval notification delivered");
+                tracing::debug!(
+                    request,
+                    webhook = label,
+                    attempt,
+                    "approval notification delivered"
+                );
                 return;
             }
             Err(e) => {
                 counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(request, url = %hook.url, attempt, attempts = hook.attempts, error = %e, "approval notification failed");
+                tracing::warn!(request, webhook = label, attempt, attempts = hook.attempts, error = %e, "approval notification failed");
             }
         }
         if attempt < hook.attempts {
@@ -182,7 +207,12 @@ async fn deliver(
         }
     }
     counters.given_up.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(request, url = %hook.url, "approval notification given up");
+    tracing::error!(
+        request,
+        webhook = label,
+        attempts = hook.attempts,
+        "approval notification given up"
+    );
 }
 
 async fn post(

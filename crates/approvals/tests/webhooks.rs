@@ -13,7 +13,7 @@ use portcullis_core::Quorum;
 
 fn hook(url: &str, format: WebhookFormat) -> WebhookConfig {
     WebhookConfig {
-        url: url.into(),
+        url: portcullis_core::Secret::new(url.to_string()),
         format,
         events: None,
         attempts: 4,
