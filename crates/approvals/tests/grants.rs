@@ -20,7 +20,7 @@ fn spec(ms: u64, kinds: &[&str], session_only: bool) -> GrantSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_by_kinds_is_used_then_expires() {
-    let h = Harness::new(ReviewPolicy::new(&["dba"], Quorum::Count(1)), 300).await;
+    let h = Harness::new(ReviewPolicy::new(&["dba"], Quorum::Count(1)), 1000).await;
     let alice = session("alice");
     let waiting = h.spawn(&alice, 1, "UPDATE orders SET state = 'x' WHERE id = 1");
     let request = h.pending(1).await.pop().unwrap();
@@ -31,7 +31,7 @@ async fn grant_by_kinds_is_used_then_expires() {
             &identity("bob", &["dba"]),
             true,
             "incident 17",
-            Some(spec(1500, &["read", "write"], false)),
+            Some(spec(3000, &["read", "write"], false)),
         )
         .await
         .unwrap();
@@ -49,7 +49,7 @@ async fn grant_by_kinds_is_used_then_expires() {
     let started = Instant::now();
     let write = h.run(&later, 1, "DELETE FROM orders WHERE id = 2").await;
     let read = h.run(&later, 2, "SELECT * FROM orders").await;
-    assert!(started.elapsed() < Duration::from_millis(250));
+    assert!(started.elapsed() < Duration::from_millis(900));
     assert!(write.forward() && read.forward());
     assert_eq!(write.decision.approval.as_deref(), Some(grant_id.as_str()));
     assert!(write.decision.reason.contains("just-in-time grant"));
