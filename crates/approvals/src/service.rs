@@ -85,7 +85,7 @@ struct Ask {
 /// Outcome of the locked first step of `resolve`.
 enum Step {
     Done(Decision),
-    Wait(Box<RequestView>, bool),
+    Wait(Box<RequestView>),
 }
 
 fn after(t: Timestamp, d: Duration) -> Timestamp {
@@ -381,7 +381,7 @@ impl ApprovalService {
                     change.request(&r)?;
                     self.inner.store.commit(change).await?;
                 }
-                return Ok(Step::Wait(Box::new(r), false));
+                return Ok(Step::Wait(Box::new(r)));
             }
             self.close_locked(r, RequestState::Expired, now, Vec::new(), None, false)
                 .await?;
@@ -426,7 +426,7 @@ impl ApprovalService {
         change.request(&r)?;
         self.inner.store.commit(change).await?;
         self.notify(WebhookEvent::Requested, &r);
-        Ok(Step::Wait(Box::new(r), true))
+        Ok(Step::Wait(Box::new(r)))
     }
 
     /// What a waiting statement gets for the request's current state; `None` while pending.
@@ -558,9 +558,9 @@ impl ApprovalService {
             Ok((ask, step))
         })
         .await?;
-        let (r, _created) = match step {
+        let r = match step {
             Step::Done(d) => return Ok(d),
-            Step::Wait(r, created) => (r, created),
+            Step::Wait(r) => r,
         };
 
         let wait = self.inner.config.wait;
