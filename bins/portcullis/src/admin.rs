@@ -15,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use portcullis_approvals::ApprovalService;
 use portcullis_core::{Identity, SessionId, Timestamp};
 use portcullis_identity::{AuthLayer, Authenticator};
 use portcullis_recording::{EventStore, SessionFilter};
@@ -33,6 +34,7 @@ pub fn router(
     store: Arc<dyn EventStore>,
     auth: Authenticator,
     auditor_groups: Vec<String>,
+    approvals: Option<ApprovalService>,
 ) -> Router {
     let api = Api {
         store,
@@ -43,11 +45,20 @@ pub fn router(
         .route("/v1/sessions/{id}", get(session))
         .route("/v1/sessions/{id}/events", get(session_events))
         .layer(middleware::from_fn_with_state(api.clone(), require_auditor))
-        .layer(AuthLayer::new(auth));
-    Router::new()
+        .layer(AuthLayer::new(auth.clone()));
+    let mut router = Router::new()
         .route("/v1/health", get(health))
         .merge(protected)
-        .with_state(api)
+        .with_state(api.clone());
+    if let Some(service) = approvals {
+        let approvals = crate::approvals_api::routes(crate::approvals_api::ApprovalsApi {
+            service,
+            auditor_groups: api.auditor_groups.clone(),
+        })
+        .layer(AuthLayer::new(auth));
+        router = router.merge(approvals);
+    }
+    router
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use portcullis_approvals::ApprovalConfig;
 use portcullis_identity::IdentityConfig;
+use portcullis_masking::MaskingConfig;
 use portcullis_policy::PolicyConfig;
 use portcullis_proto_postgres::UpstreamConfig;
 use portcullis_recording::RecordingConfig;
@@ -22,6 +24,9 @@ pub struct GatewayConfig {
     pub recording: RecordingConfig,
     /// Who may connect (`[identity]`).
     pub identity: IdentityConfig,
+    /// Just-in-time approvals (`[approvals]`); without it, statements under review are denied.
+    #[serde(default)]
+    pub approvals: Option<ApprovalConfig>,
     /// The admin and query API (`[admin]`).
     #[serde(default)]
     pub admin: Option<AdminConfig>,
@@ -126,6 +131,9 @@ pub struct PostgresTargetConfig {
     /// admitted identity is allowed (and recorded) under rule `default`.
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
+    /// Masking of results, errors and notices (`[targets.NAME.masking]`).
+    #[serde(default)]
+    pub masking: Option<MaskingConfig>,
 }
 
 /// A configuration problem: the file, the key and why.
@@ -139,6 +147,21 @@ pub struct ConfigError {
 }
 
 impl GatewayConfig {
+    /// The masking engine: one masker per target that configures masking.
+    pub fn masking_engine(&self) -> Result<portcullis_masking::MaskingEngine, String> {
+        let mut maskers = BTreeMap::new();
+        for (name, target) in &self.targets {
+            let TargetConfig::Postgres(t) = target;
+            if let Some(masking) = &t.masking {
+                let masker = portcullis_masking::Masker::new(masking)
+                    .map_err(|e| format!("targets.{name}.masking: {e}"))?;
+                maskers.insert(name.clone(), masker);
+            }
+        }
+        portcullis_masking::MaskingEngine::by_target(maskers, None)
+            .map_err(|e| format!("masking: {e}"))
+    }
+
     /// The compiled statement policies of all targets.
     pub fn policy_set(&self) -> Result<portcullis_policy::PolicySet, String> {
         let mut set = portcullis_policy::PolicySet::new(portcullis_policy::DefaultAction::Allow);
@@ -174,6 +197,11 @@ impl GatewayConfig {
         self.identity
             .validate()
             .map_err(|e| format!("identity: {e}"))?;
+        if let Some(approvals) = &self.approvals {
+            approvals
+                .validate()
+                .map_err(|e| format!("approvals: {e}"))?;
+        }
         if let Some(admin) = &self.admin
             && admin.auditor_groups.is_empty()
         {
@@ -218,6 +246,10 @@ impl GatewayConfig {
                     if let Some(policy) = &t.policy {
                         portcullis_policy::CompiledPolicy::compile(policy)
                             .map_err(|e| format!("targets.{name}.policy: {e}"))?;
+                    }
+                    if let Some(masking) = &t.masking {
+                        portcullis_masking::Masker::new(masking)
+                            .map_err(|e| format!("targets.{name}.masking: {e}"))?;
                     }
                 }
             }

@@ -6,6 +6,8 @@
 //! - `portcullis apikey --id ID --subject S --groups a,b`: generate an API key and its stored hash.
 
 mod admin;
+mod approvals_api;
+mod approvals_cli;
 mod config;
 mod serve;
 
@@ -56,6 +58,21 @@ enum Cmd {
         /// Lifetime, e.g. `1h`, `15m`.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
+    },
+    /// Approve, reject and list just-in-time approval requests and grants.
+    Approvals {
+        /// Base URL of the gateway's admin API.
+        #[arg(
+            long,
+            env = "PORTCULLIS_GATEWAY",
+            default_value = "http://127.0.0.1:9080"
+        )]
+        gateway: String,
+        /// The approver's token (or env PORTCULLIS_TOKEN).
+        #[arg(long, env = "PORTCULLIS_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(subcommand)]
+        command: approvals_cli::ApprovalsCmd,
     },
     /// Test statement rules before deploying them.
     Policy {
@@ -175,6 +192,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", token.expose());
             Ok(())
         }
+        Cmd::Approvals {
+            gateway,
+            token,
+            command,
+        } => approvals_cli::run(&gateway, &token, command).await,
         Cmd::Policy {
             command:
                 PolicyCmd::Explain {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use portcullis_approvals::{ApprovalService, SessionAwareSink};
 use portcullis_core::{EventSink, Pipeline, Protocol, Target};
 use portcullis_identity::Authenticator;
 use portcullis_proto_postgres::{ListenerSettings, PostgresGateway, tls};
@@ -18,9 +19,28 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
     let auth = Authenticator::from_config(&config.identity)
         .await
         .map_err(|e| format!("identity: {e}"))?;
-    let sink: Arc<dyn EventSink> = Arc::new(recorder.clone());
+    let recorder_sink: Arc<dyn EventSink> = Arc::new(recorder.clone());
     let policies = config.policy_set()?;
-    let pipeline = Pipeline::new(sink).with_policy(Arc::new(policies));
+    let masking = config.masking_engine()?;
+    let approvals = match &config.approvals {
+        Some(cfg) => Some(
+            ApprovalService::open(cfg, recorder_sink.clone())
+                .map_err(|e| format!("approvals: {e}"))?,
+        ),
+        None => None,
+    };
+    // Session-bound grants end when their session closes: the approvals service
+    // watches the events on their way to the record.
+    let sink: Arc<dyn EventSink> = match &approvals {
+        Some(a) => Arc::new(SessionAwareSink::new(recorder_sink.clone(), a.clone())),
+        None => recorder_sink.clone(),
+    };
+    let mut pipeline = Pipeline::new(sink)
+        .with_policy(Arc::new(policies))
+        .with_masking(Arc::new(masking));
+    if let Some(a) = &approvals {
+        pipeline = pipeline.with_approver(Arc::new(a.clone()));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
@@ -60,6 +80,7 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
             recorder.store().clone(),
             auth.clone(),
             admin_cfg.auditor_groups.clone(),
+            approvals.clone(),
         );
         let listener = tokio::net::TcpListener::bind(admin_cfg.listen)
             .await

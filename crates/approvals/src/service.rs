@@ -615,7 +615,10 @@ impl ApprovalService {
         if !r.votes.is_empty() {
             m.push_str(&format!(" ({} so far)", r.progress()));
         }
-        m.push_str(&format!(": approve with `portcullis approve {}`", r.id));
+        m.push_str(&format!(
+            ": approve with `portcullis approvals approve {}`",
+            r.id
+        ));
         if let Some(base) = &self.inner.config.approve_url {
             m.push_str(&format!(" or POST {}", approve_link(base, &r.id)));
         }

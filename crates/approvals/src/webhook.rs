@@ -299,7 +299,7 @@ pub(crate) fn slack_body(notice: &Notice) -> Bytes {
     let text = match notice.event {
         WebhookEvent::Requested => {
             let mut t = format!(
-                "Portcullis: *{}* asks to run `{}` on *{}* (rule {}: {}). Request {} needs {} from {}. Approve with `portcullis approve {}`",
+                "Portcullis: *{}* asks to run `{}` on *{}* (rule {}: {}). Request {} needs {} from {}. Approve with `portcullis approvals approve {}`",
                 e(&r.requester),
                 command,
                 e(&r.target),

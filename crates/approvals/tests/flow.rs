@@ -35,7 +35,7 @@ async fn approve_while_waiting() {
         "{notice}"
     );
     assert!(
-        notice.contains(&format!("portcullis approve {}", request.id)),
+        notice.contains(&format!("portcullis approvals approve {}", request.id)),
         "{notice}"
     );
     assert!(

@@ -120,7 +120,7 @@ async fn slack_webhook_with_event_filter() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("`portcullis approve {}`", request.id)),
+        text.contains(&format!("`portcullis approvals approve {}`", request.id)),
         "{text}"
     );
 

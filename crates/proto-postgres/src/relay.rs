@@ -17,8 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use pgwire::messages::extendedquery::{Describe, Parse};
 use pgwire::messages::copy::CopyData;
+use pgwire::messages::extendedquery::{Describe, Parse};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use portcullis_core::{

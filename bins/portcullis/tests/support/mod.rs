@@ -44,6 +44,7 @@ pub struct Options {
     pub tls: &'static str,
     pub require_tls: bool,
     pub leeway: &'static str,
+    pub wait: &'static str,
 }
 
 impl Default for Options {
@@ -53,6 +54,7 @@ impl Default for Options {
             tls: "off",
             require_tls: false,
             leeway: "30s",
+            wait: "20s",
         }
     }
 }
@@ -71,6 +73,7 @@ impl Harness {
         let admin_port = free_port().unwrap();
         let dead_port = free_port().unwrap();
         let store = dir.path().join("recording");
+        let approvals = dir.path().join("approvals");
         let config = dir.path().join("portcullis.toml");
         let db = pg.database();
         let up = pg.port();
@@ -88,6 +91,12 @@ leeway = "{leeway}"
 issuer = "portcullis-test"
 audience = "portcullis"
 secret = "test-signing-secret-0123456789abcdef"
+
+[approvals]
+path = "{approvals}"
+wait = "{wait}"
+request_ttl = "10m"
+approve_url = "http://127.0.0.1:{admin_port}"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
@@ -186,6 +195,17 @@ id = "developers-read-write"
 kinds = ["read", "write", "transaction", "session", "utility"]
 action = "allow"
 
+[targets.masked]
+protocol = "postgres"
+allowed_groups = ["dba", "developers"]
+[targets.masked.upstream]
+address = "127.0.0.1:{up}"
+database = "{db}"
+user = "gw_scram"
+password = "{UPSTREAM_PASSWORD}"
+[targets.masked.masking]
+columns = [{{ pattern = "ssn", strategy = "redact" }}, {{ pattern = "*secret*", strategy = "null" }}]
+
 [targets.restricted]
 protocol = "postgres"
 allowed_groups = ["admins-only"]
@@ -196,6 +216,8 @@ user = "gw_scram"
 password = "{UPSTREAM_PASSWORD}"
 "#,
             store = store.display(),
+            approvals = approvals.display(),
+            wait = opts.wait,
             durability = opts.durability,
             leeway = opts.leeway,
             tls = opts.tls,
