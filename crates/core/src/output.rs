@@ -92,6 +92,12 @@ pub trait OutputHook: Send {
         Ok(())
     }
 
+    /// A byte stream starts. `tabular` when it carries rows whose columns are not
+    /// described (PostgreSQL `COPY ... TO STDOUT`). An error refuses the stream.
+    fn begin_stream(&mut self, _tabular: bool) -> Result<()> {
+        Ok(())
+    }
+
     /// The command ended. Inner hooks finish first and may add to `completion.masked`.
     fn finish(&mut self, _completion: &mut Completion) {}
 }
@@ -147,6 +153,13 @@ impl OutputHooks {
     /// Passes a byte chunk through every hook, innermost first.
     pub fn chunk(&mut self, bytes: &mut Vec<u8>) -> Result<()> {
         self.hooks.iter_mut().try_for_each(|h| h.chunk(bytes))
+    }
+
+    /// Tells every hook a byte stream starts.
+    pub fn begin_stream(&mut self, tabular: bool) -> Result<()> {
+        self.hooks
+            .iter_mut()
+            .try_for_each(|h| h.begin_stream(tabular))
     }
 
     /// Finishes every hook, innermost first.

@@ -198,6 +198,17 @@ impl OutputHook for MaskHook {
         Ok(())
     }
 
+    fn begin_stream(&mut self, tabular: bool) -> Result<()> {
+        if tabular && self.masker.has_column_rules() {
+            return Err(portcullis_core::Error::Masking(
+                "column masking rules cannot be applied to an undescribed row stream \
+                 (COPY ... TO STDOUT); use SELECT"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn chunk(&mut self, bytes: &mut Vec<u8>) -> Result<()> {
         let stream = self.stream.get_or_insert_with(|| self.masker.stream());
         let mut out = Vec::with_capacity(bytes.len() + 64);

@@ -441,6 +441,81 @@ impl Masker {
         }
     }
 
+    /// Masks the values of JSON object keys that match a column rule, anywhere in a
+    /// JSON document (`{"ssn": "..."}` from `row_to_json`). Returns whether anything
+    /// changed; text that is not a JSON object or array is left alone.
+    pub fn mask_json_keys(&self, value: &mut Vec<u8>, report: &mut MaskReport) -> bool {
+        if self.inner.columns.is_empty() {
+            return false;
+        }
+        match value.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') | Some(b'[') => {}
+            _ => return false,
+        }
+        let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(value) else {
+            return false;
+        };
+        if !self.mask_json_value(&mut doc, report) {
+            return false;
+        }
+        match serde_json::to_vec(&doc) {
+            Ok(bytes) => {
+                *value = bytes;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn mask_json_value(&self, doc: &mut serde_json::Value, report: &mut MaskReport) -> bool {
+        let mut changed = false;
+        match doc {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    let rule = self.inner.columns.iter().find(|r| r.glob.matches(key));
+                    match rule {
+                        Some(r) if r.strategy == Strategy::Keep => {}
+                        Some(r) => {
+                            report.add(&format!("column:{key}"), 1);
+                            *v = if r.strategy == Strategy::Null {
+                                serde_json::Value::Null
+                            } else {
+                                let text = match &*v {
+                                    serde_json::Value::String(s) => s.clone().into_bytes(),
+                                    other => other.to_string().into_bytes(),
+                                };
+                                let mut out = Vec::new();
+                                strategy::render(
+                                    &r.strategy,
+                                    &text,
+                                    self.inner.key.as_ref(),
+                                    &mut out,
+                                );
+                                serde_json::Value::String(
+                                    String::from_utf8_lossy(&out).into_owned(),
+                                )
+                            };
+                            changed = true;
+                        }
+                        None => changed |= self.mask_json_value(v, report),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for v in items {
+                    changed |= self.mask_json_value(v, report);
+                }
+            }
+            _ => {}
+        }
+        changed
+    }
+
+    /// Whether column rules are configured (they need column names to apply).
+    pub fn has_column_rules(&self) -> bool {
+        !self.inner.columns.is_empty()
+    }
+
     /// A streaming masker for a byte stream cut into arbitrary chunks.
     pub fn stream(&self) -> StreamMasker {
         StreamMasker::new(self.clone())
@@ -514,9 +589,14 @@ impl ColumnPlan {
         match self.action(idx) {
             ColumnAction::Keep => FieldAction::Keep,
             ColumnAction::Scan => {
+                // Column rules also apply to the keys of JSON values (row_to_json,
+                // json_agg...), so a column is masked when it is reached as a JSON field.
+                let keyed = self.masker.mask_json_keys(value, report);
                 let mut out = Vec::new();
                 if self.masker.mask_text(value, &mut out, report) {
                     *value = out;
+                    FieldAction::Replaced
+                } else if keyed {
                     FieldAction::Replaced
                 } else {
                     FieldAction::Keep

@@ -91,6 +91,8 @@ struct Running {
     completion: Completion,
     /// Whether the hooks were told the columns of the current result.
     columns_known: bool,
+    /// Output refused mid-statement: swallow the rest of the current result.
+    suppress: bool,
 }
 
 impl Running {
@@ -503,6 +505,7 @@ impl ClientSide {
                 hooks: r.hooks,
                 completion: Completion::default(),
                 columns_known: false,
+                suppress: false,
             })),
             Ok(r) => Admission::Refuse(refusal_for(&r.decision, self.session.id)),
             Err(e) => {
@@ -806,6 +809,9 @@ impl ServerSide {
             }
             PgWireBackendMessage::CopyData(data) => {
                 if let Some(Expect::Query(r) | Expect::Execute(r)) = self.head() {
+                    if r.suppress {
+                        return Ok(());
+                    }
                     if r.hooks.inspects_rows() {
                         let mut bytes = data.data.to_vec();
                         r.hooks.chunk(&mut bytes).map_err(|e| e.to_string())?;
@@ -820,6 +826,11 @@ impl ServerSide {
             }
             PgWireBackendMessage::CopyDone(_) => {
                 if let Some(Expect::Query(r) | Expect::Execute(r)) = self.head()
+                    && r.suppress
+                {
+                    return Ok(());
+                }
+                if let Some(Expect::Query(r) | Expect::Execute(r)) = self.head()
                     && r.hooks.inspects_rows()
                 {
                     // Release what the streaming masker still holds.
@@ -832,15 +843,40 @@ impl ServerSide {
                 }
             }
             PgWireBackendMessage::CopyOutResponse(c) => {
-                if c.format != 0
-                    && let Some(Expect::Query(r) | Expect::Execute(r)) = self.head()
+                if let Some(Expect::Query(r) | Expect::Execute(r)) = self.head()
                     && r.hooks.inspects_rows()
                 {
-                    // Binary COPY cannot be masked safely: fail closed.
-                    return Err("binary COPY TO STDOUT is refused on a masked target".into());
+                    // Binary COPY cannot be masked at all; text COPY carries no column
+                    // names for column rules. Either way: fail closed for this statement.
+                    let refused = if c.format != 0 {
+                        Some("binary COPY TO STDOUT cannot be masked".to_string())
+                    } else {
+                        r.hooks.begin_stream(true).err().map(|e| e.to_string())
+                    };
+                    if let Some(why) = refused {
+                        r.suppress = true;
+                        r.completion.error = Some(format!("refused: {why}"));
+                        let msg = error_with_detail(
+                            "42501",
+                            &format!("Portcullis refused the output: {why}"),
+                            "the statement ran; its output was withheld",
+                        );
+                        return self.emit(&msg);
+                    }
                 }
             }
             PgWireBackendMessage::CommandComplete(cc) => match self.head() {
+                Some(Expect::Query(r)) if r.suppress => {
+                    // The refused output's completion is not shown either.
+                    r.suppress = false;
+                    return Ok(());
+                }
+                Some(Expect::Execute(r)) if r.suppress => {
+                    if let Some(Expect::Execute(mut r)) = self.pop() {
+                        r.finish();
+                    }
+                    return Ok(());
+                }
                 Some(Expect::Query(r)) => {
                     if let Some(n) = messages::rows_affected(&cc.tag) {
                         *r.completion.rows_affected.get_or_insert(0) += n;

@@ -206,6 +206,17 @@ password = "{UPSTREAM_PASSWORD}"
 [targets.masked.masking]
 columns = [{{ pattern = "ssn", strategy = "redact" }}, {{ pattern = "*secret*", strategy = "null" }}]
 
+[targets.masked_content]
+protocol = "postgres"
+allowed_groups = ["dba", "developers"]
+[targets.masked_content.upstream]
+address = "127.0.0.1:{up}"
+database = "{db}"
+user = "gw_scram"
+password = "{UPSTREAM_PASSWORD}"
+[targets.masked_content.masking]
+enabled = true
+
 [targets.restricted]
 protocol = "postgres"
 allowed_groups = ["admins-only"]
