@@ -96,12 +96,9 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-fn parse_time(name: &str, value: Option<String>) -> Result<Option<Timestamp>, Response> {
+fn parse_time(name: &str, value: Option<String>) -> Result<Option<Timestamp>, String> {
     value
-        .map(|v| {
-            v.parse::<Timestamp>()
-                .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{name}: {e}")))
-        })
+        .map(|v| v.parse::<Timestamp>().map_err(|e| format!("{name}: {e}")))
         .transpose()
 }
 
@@ -114,7 +111,7 @@ async fn list_sessions(State(api): State<Api>, Query(q): Query<ListQuery>) -> Re
             until,
             limit: q.limit.unwrap_or(100).min(10_000),
         },
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
     let store = api.store.clone();
     match tokio::task::spawn_blocking(move || store.list_sessions(&filter)).await {
@@ -124,15 +121,14 @@ async fn list_sessions(State(api): State<Api>, Query(q): Query<ListQuery>) -> Re
     }
 }
 
-fn parse_id(id: &str) -> Result<SessionId, Response> {
-    id.parse()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "not a session id"))
+fn parse_id(id: &str) -> Result<SessionId, String> {
+    id.parse().map_err(|_| "not a session id".to_string())
 }
 
 async fn session(State(api): State<Api>, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let store = api.store.clone();
     match tokio::task::spawn_blocking(move || store.session(id)).await {
@@ -147,7 +143,7 @@ async fn session(State(api): State<Api>, Path(id): Path<String>) -> Response {
 async fn session_events(State(api): State<Api>, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
     let store = api.store.clone();

@@ -21,17 +21,15 @@ fn psql_session_with_copy_is_recorded_and_queryable() {
     let psql = h.psql(&token, "app");
 
     let sid = session_id_of(
-        &psql
-            .run(
-                "CREATE TABLE people (id int primary key, email text);\n\
+        psql.run(
+            "CREATE TABLE people (id int primary key, email text);\n\
                  INSERT INTO people VALUES (1, 'a@example.com'), (2, 'b@example.com');\n\
                  SELECT current_setting('portcullis.session_id');",
-            )
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string(),
+        )
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap(),
     );
     assert_eq!(sid.len(), 36, "session id: {sid}");
 

@@ -331,18 +331,6 @@ fn spawn_refresh(
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assert_send_sync<T: Send + Sync + Clone>() {}
-
-    #[test]
-    fn is_send_sync_clone() {
-        assert_send_sync::<Authenticator>();
-    }
-}
-
 /// Adapters (PostgreSQL, SSH) verify credentials through this trait.
 impl portcullis_core::CredentialVerifier for Authenticator {
     fn verify(
@@ -362,5 +350,17 @@ impl portcullis_core::CredentialVerifier for Authenticator {
                     _ => portcullis_core::Error::Internal(e.to_string()),
                 })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn is_send_sync_clone() {
+        assert_send_sync::<Authenticator>();
     }
 }
