@@ -49,10 +49,33 @@ mod sled_store;
 mod store;
 mod verify;
 
-pub use config::{Durability, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY, RecordingConfig};
+// Evidence: signed checkpoints, verification, bundles, OCSF, reports, retention.
+pub mod bundle;
+pub mod checkpoint;
+pub mod evidence;
+pub mod ocsf;
+pub mod report;
+pub mod retention;
+pub mod search;
+pub mod signing;
+
+pub use config::{
+    Durability, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY, RecordingConfig, RetentionConfig,
+};
 pub use error::{RecordingError, Result};
 pub use record::{ChainHash, Head, StoredEvent, canonical_json, record_hash};
 pub use recorder::{Recorder, RecorderOptions, RecorderStats};
 pub use sled_store::SledStore;
-pub use store::{Appended, EventStore, RecordIter, SessionFilter, SessionOutcome, SessionSummary};
+pub use store::{
+    Appended, CheckpointIter, EventStore, PruneStats, RecordIter, SessionFilter, SessionOutcome,
+    SessionSummary,
+};
 pub use verify::{BadRecord, ChainProblem, VerifyReport, verify_chain};
+
+pub use bundle::{Bundle, ExportFormat, ExportOptions, Manifest, export, verify_bundle};
+pub use checkpoint::{Checkpoint, CheckpointReason};
+pub use evidence::{EvidenceReport, Fault, FaultKind, VerifyOptions, verify_store};
+pub use recorder::CheckpointPolicy;
+pub use report::{Report, report};
+pub use retention::{RetentionPolicy, prune};
+pub use signing::{PublicKey, PublicKeyRecord, SigningKey, public_key_info};
