@@ -550,9 +550,17 @@ pub fn verify_store(store: &dyn EventStore, options: &VerifyOptions) -> Result<E
         // Keys are the seq in the store, so a seq that is not at its place is absent.
         Ok(store.get(seq).ok().flatten().is_some())
     };
+    // The base tombstone is checked as stored in the meta entry (the anchor comes
+    // from it), and its copy among the checkpoints is skipped.
+    let base_cp = base.clone();
     let checkpoints: Box<dyn Iterator<Item = Result<Checkpoint>> + '_> =
         match store.checkpoints(anchor.seq) {
-            Ok(it) => Box::new(it),
+            Ok(it) => Box::new(
+                base.clone()
+                    .map(Ok)
+                    .into_iter()
+                    .chain(it.filter(move |c| c.as_ref().ok() != base_cp.as_ref())),
+            ),
             Err(RecordingError::Unsupported(_)) => {
                 warnings.push("this store keeps no checkpoints".into());
                 Box::new(std::iter::empty())
