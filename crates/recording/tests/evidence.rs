@@ -10,16 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use portcullis_core::{
-    Event, EventKind, Quorum, SessionId, Timestamp, Verdict,
-};
+use portcullis_core::{Event, EventKind, Quorum, SessionId, Timestamp, Verdict};
 use portcullis_recording::evidence::{AnchorKind, EvidenceSource};
 use portcullis_recording::search::{SearchQuery, search};
 use portcullis_recording::{
     Bundle, CheckpointPolicy, CheckpointReason, Durability, EventStore, ExportFormat,
     ExportOptions, FaultKind, Recorder, RecorderOptions, RecordingConfig, RecordingError,
-    RetentionPolicy, SigningKey, SledStore, VerifyOptions, export, prune, public_key_info,
-    report, verify_bundle, verify_chain, verify_store,
+    RetentionPolicy, SigningKey, SledStore, VerifyOptions, export, prune, public_key_info, report,
+    verify_bundle, verify_chain, verify_store,
 };
 
 fn options() -> RecorderOptions {
@@ -74,7 +72,10 @@ async fn recorder_signs_by_count_interval_session_close_and_shutdown() {
     assert_eq!(reasons_by_name(store.as_ref()).get("interval"), Some(&1));
     assert_eq!(rec.stats().checkpoint_seq, 7);
     rec.record(closed(s, 20, 6)).await.unwrap();
-    assert_eq!(reasons_by_name(store.as_ref()).get("session_close"), Some(&1));
+    assert_eq!(
+        reasons_by_name(store.as_ref()).get("session_close"),
+        Some(&1)
+    );
     rec.record(opened(SessionId::new(), 21, "bob", "orders"))
         .await
         .unwrap();
@@ -92,7 +93,11 @@ async fn recorder_signs_by_count_interval_session_close_and_shutdown() {
     assert!(r.is_intact(), "{r:?}");
     assert_eq!(r.signed_through, 9);
     assert_eq!(r.checkpoints, 4);
-    assert!(r.warnings.iter().all(|w| !w.contains("after the last checkpoint")));
+    assert!(
+        r.warnings
+            .iter()
+            .all(|w| !w.contains("after the last checkpoint"))
+    );
 }
 
 #[tokio::test]
@@ -154,8 +159,12 @@ async fn rotated_keys_keep_old_checkpoints_verifiable() {
         let store: Arc<dyn EventStore> = Arc::new(open(&path));
         let rec = Recorder::start_signed(store, options(), key, policy).unwrap();
         let s = SessionId::new();
-        rec.record(opened(s, base + 1, "alice", "orders")).await.unwrap();
-        rec.record(command(s, base + 2, 1, "SELECT 1", true)).await.unwrap();
+        rec.record(opened(s, base + 1, "alice", "orders"))
+            .await
+            .unwrap();
+        rec.record(command(s, base + 2, 1, "SELECT 1", true))
+            .await
+            .unwrap();
         rec.record(closed(s, base + 3, 1)).await.unwrap();
         rec.shutdown().await.unwrap();
     }
@@ -279,7 +288,10 @@ async fn retention_prunes_behind_a_signed_tombstone() {
     assert_eq!(out.stats.records, 15);
     assert_eq!(out.stats.sessions, 3); // sessions 1-3 (records 1..=12) are gone entirely
     let t = out.tombstone.clone().unwrap();
-    assert_eq!((t.pruned_from, t.seq, t.reason), (Some(1), 15, CheckpointReason::Tombstone));
+    assert_eq!(
+        (t.pruned_from, t.seq, t.reason),
+        (Some(1), 15, CheckpointReason::Tombstone)
+    );
     assert!(store.get(15).unwrap().is_none());
     assert!(store.get(16).unwrap().is_some());
     assert_eq!(store.base().unwrap().unwrap(), t);
@@ -339,7 +351,8 @@ async fn retention_prunes_behind_a_signed_tombstone() {
         let mut base: serde_json::Value =
             serde_json::from_slice(&tree.get(b"mbase").unwrap().unwrap()).unwrap();
         base["pruned_from"] = serde_json::json!(2);
-        tree.insert(b"mbase", serde_json::to_vec(&base).unwrap()).unwrap();
+        tree.insert(b"mbase", serde_json::to_vec(&base).unwrap())
+            .unwrap();
         db.flush().unwrap();
     }
     let store = open(&path);
@@ -373,7 +386,10 @@ async fn prune_refuses_to_drop_tampered_history() {
         Timestamp::now(),
     )
     .unwrap_err();
-    assert!(matches!(err, RecordingError::Unverified(ref m) if m.contains("missing")), "{err}");
+    assert!(
+        matches!(err, RecordingError::Unverified(ref m) if m.contains("missing")),
+        "{err}"
+    );
     assert!(store.base().unwrap().is_none());
     assert_eq!(store.scan(3, 100).unwrap().count(), 18);
 }
@@ -452,8 +468,8 @@ async fn approval_store(path: &Path) {
         events: 100,
         interval: Duration::from_secs(60),
     };
-    let rec = Recorder::start_signed(store, options(), SigningKey::generate().unwrap(), policy)
-        .unwrap();
+    let rec =
+        Recorder::start_signed(store, options(), SigningKey::generate().unwrap(), policy).unwrap();
     let r = SessionId::new();
     rec.record(refused(r, 99, "mallory")).await.unwrap();
     for e in approval_events(SessionId::new()) {
@@ -480,7 +496,11 @@ async fn ocsf_export_maps_every_event_class() {
     )
     .unwrap();
     assert!(m.files.contains_key("events.ocsf.jsonl"));
-    assert!(verify_bundle(&out, &VerifyOptions::default()).unwrap().is_intact());
+    assert!(
+        verify_bundle(&out, &VerifyOptions::default())
+            .unwrap()
+            .is_intact()
+    );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.ocsf.jsonl"))
         .unwrap()
         .lines()
@@ -488,21 +508,26 @@ async fn ocsf_export_maps_every_event_class() {
         .collect();
     let classes: Vec<(u64, u64)> = lines
         .iter()
-        .map(|v| (v["class_uid"].as_u64().unwrap(), v["activity_id"].as_u64().unwrap()))
+        .map(|v| {
+            (
+                v["class_uid"].as_u64().unwrap(),
+                v["activity_id"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         classes,
         [
-            (3002, 1), // refused logon
-            (3002, 1), // logon
+            (3002, 1),  // refused logon
+            (3002, 1),  // logon
             (3005, 99), // approval requested
             (3005, 99), // approval decided
             (3005, 99), // approval closed
-            (3005, 1), // grant issued
-            (6005, 7), // DELETE with its result
-            (6005, 7), // DROP denied
-            (3005, 2), // grant ended
-            (3002, 2), // logoff
+            (3005, 1),  // grant issued
+            (6005, 7),  // DELETE with its result
+            (6005, 7),  // DROP denied
+            (3005, 2),  // grant ended
+            (3002, 2),  // logoff
         ]
     );
     assert_eq!(lines[0]["status_id"], 2);
@@ -516,7 +541,10 @@ async fn ocsf_export_maps_every_event_class() {
     assert_eq!(delete["unmapped"]["result"]["tag"], "SELECT 1");
     assert_eq!(delete["actor"]["user"]["name"], "alice");
     let drop = &lines[7];
-    assert_eq!((drop["action_id"].as_u64(), drop["disposition"].as_str()), (Some(2), Some("Blocked")));
+    assert_eq!(
+        (drop["action_id"].as_u64(), drop["disposition"].as_str()),
+        (Some(2), Some("Blocked"))
+    );
     assert_eq!(drop["authorizations"][0]["policy"]["name"], "r2");
     assert_eq!(lines[3]["actor"]["user"]["name"], "alice");
 }
@@ -527,11 +555,20 @@ async fn nist_report_lists_evidence_per_control_for_store_and_bundle() {
     let path = dir.path().join("s");
     approval_store(&path).await;
     let store = open(&path);
-    let r = report(EvidenceSource::Store(&store), None, None, &VerifyOptions::default()).unwrap();
+    let r = report(
+        EvidenceSource::Store(&store),
+        None,
+        None,
+        &VerifyOptions::default(),
+    )
+    .unwrap();
     let ids: Vec<&str> = r.controls.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["AU-2", "AU-3", "AU-6", "AU-9", "AU-10", "AU-12", "AC-2", "AC-3", "AC-5", "AC-6", "IA-2", "IA-5"]
+        [
+            "AU-2", "AU-3", "AU-6", "AU-9", "AU-10", "AU-12", "AC-2", "AC-3", "AC-5", "AC-6",
+            "IA-2", "IA-5"
+        ]
     );
     assert!(r.verification.is_intact());
     assert_eq!(r.stats.sessions_opened, 1);
@@ -553,7 +590,13 @@ async fn nist_report_lists_evidence_per_control_for_store_and_bundle() {
     let out = dir.path().join("b");
     export(&store, None, &ExportOptions::default(), &out).unwrap();
     let bundle = Bundle::open(&out).unwrap();
-    let rb = report(EvidenceSource::Bundle(&bundle), None, None, &VerifyOptions::default()).unwrap();
+    let rb = report(
+        EvidenceSource::Bundle(&bundle),
+        None,
+        None,
+        &VerifyOptions::default(),
+    )
+    .unwrap();
     assert_eq!(rb.stats, r.stats);
     assert_eq!(rb.source, "bundle");
     // A time range narrows the counts.
@@ -577,7 +620,10 @@ async fn search_filters_by_subject_decision_text_and_table() {
     let src = EvidenceSource::Store(&store);
     let all = search(src, &SearchQuery::default()).unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!(all[0].result.as_ref().unwrap().tag.as_deref(), Some("SELECT 1"));
+    assert_eq!(
+        all[0].result.as_ref().unwrap().tag.as_deref(),
+        Some("SELECT 1")
+    );
     let denied = search(
         src,
         &SearchQuery {
