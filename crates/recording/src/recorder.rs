@@ -718,18 +718,29 @@ impl Writer {
     }
 }
 
+/// How far below the head the recorder first looks for the last checkpoint at start.
+const TAIL_WINDOW: u64 = 100_000;
+
 /// Verifies the records after the last checkpoint and signs the head if it is
 /// not signed yet.
 fn sign_unsigned_tail(store: &dyn EventStore, key: &SigningKey, chain: &str) -> Result<()> {
     let head = store.head()?;
     let base = store.base()?;
-    let mut last: Option<Checkpoint> = base.clone();
-    for cp in store.checkpoints(base.as_ref().map_or(0, |b| b.seq))? {
-        let cp = cp?;
-        if cp.chain == chain && cp.seq <= head.seq {
-            last = Some(cp);
+    let base_seq = base.as_ref().map_or(0, |b| b.seq);
+    // The last checkpoint: look near the head first, then from the base.
+    let mut last: Option<Checkpoint> = None;
+    for from in [head.seq.saturating_sub(TAIL_WINDOW).max(base_seq), base_seq] {
+        for cp in store.checkpoints(from)? {
+            let cp = cp?;
+            if cp.chain == chain && cp.seq <= head.seq {
+                last = Some(cp);
+            }
+        }
+        if last.is_some() {
+            break;
         }
     }
+    let last = last.or(base);
     let anchor = last.as_ref().map_or(Head::GENESIS, Checkpoint::head);
     if anchor.seq == head.seq && head.seq > 0 {
         return Ok(());

@@ -17,7 +17,7 @@
 //! | `c` seq (u64 BE), first 8 bytes of SHA-256(signature) | a checkpoint as JSON |
 //! | `k` key id | a public key record as JSON |
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -421,7 +421,7 @@ impl EventStore for SledStore {
         self.sync()?;
         // 2. Records, their session index entries, and emptied closed sessions.
         let mut stats = PruneStats::default();
-        let mut touched: HashMap<SessionId, ()> = HashMap::new();
+        let mut touched: HashSet<SessionId> = HashSet::new();
         loop {
             let chunk: Vec<(sled::IVec, sled::IVec)> = self
                 .tree
@@ -438,7 +438,7 @@ impl EventStore for SledStore {
                 // signed tombstone, which the pruning caller verified.
                 if let Ok(r) = StoredEvent::decode_value(seq, v) {
                     batch.remove(session_event_key(&r.event.session, r.session_seq));
-                    touched.insert(r.event.session, ());
+                    touched.insert(r.event.session);
                 }
                 batch.remove(k.clone());
                 stats.records = stats.records.saturating_add(1);
@@ -446,7 +446,7 @@ impl EventStore for SledStore {
             self.tree.apply_batch(batch)?;
         }
         let mut batch = sled::Batch::default();
-        for id in touched.keys() {
+        for id in &touched {
             if let Some(s) = self.load_summary(id)?
                 && s.last_seq <= tombstone.seq
                 && s.outcome != SessionOutcome::Open
