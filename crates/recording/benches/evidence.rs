@@ -88,7 +88,11 @@ fn bench(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path().join("s")).unwrap());
-    let signed = record(store.clone(), Some(SigningKey::generate().unwrap()), RECORDS);
+    let signed = record(
+        store.clone(),
+        Some(SigningKey::generate().unwrap()),
+        RECORDS,
+    );
     let unsigned_dir = tempfile::tempdir().unwrap();
     let unsigned = record(
         Arc::new(SledStore::open(unsigned_dir.path().join("s")).unwrap()),

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use portcullis_core::SessionId;
 use portcullis_recording::{
-    CheckpointPolicy, Durability, EventStore, ExportOptions, Recorder, RecorderOptions,
-    SigningKey, SledStore, export,
+    CheckpointPolicy, Durability, EventStore, ExportOptions, Recorder, RecorderOptions, SigningKey,
+    SledStore, export,
 };
 
 fn doc_script() -> String {
@@ -22,7 +22,9 @@ fn doc_script() -> String {
         "/../../docs/evidence.md"
     ))
     .unwrap();
-    let start = doc.find("```python\n").expect("python block in docs/evidence.md")
+    let start = doc
+        .find("```python\n")
+        .expect("python block in docs/evidence.md")
         + "```python\n".len();
     let len = doc[start..].find("```").unwrap();
     doc[start..start + len].to_string()
@@ -65,7 +67,9 @@ async fn python_script_verifies_checkpoint_signatures() {
     .unwrap();
     let s = SessionId::new();
     rec.record(opened(s, 1, "ünï", "orders")).await.unwrap();
-    rec.record(command(s, 2, 1, "SELECT 1", true)).await.unwrap();
+    rec.record(command(s, 2, 1, "SELECT 1", true))
+        .await
+        .unwrap();
     rec.record(result(s, 3, 1)).await.unwrap();
     rec.record(closed(s, 4, 1)).await.unwrap();
     rec.shutdown().await.unwrap();
@@ -84,7 +88,11 @@ async fn python_script_verifies_checkpoint_signatures() {
     };
     let o = run();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(stdout.starts_with("ok "), "{stdout}");
     let n: usize = stdout.trim()[3..].parse().unwrap();
     assert!(n >= 2, "{stdout}");
