@@ -4,16 +4,26 @@
 //!
 //! - `sessions [--subject S] [--target T] [--since TIME] [--until TIME] [--limit N] [--json]`
 //! - `show SESSION [--json]`: the session's statements in order, with identity, decision and timing.
+//!
+//! Evidence commands (read `--store PATH` or an exported `--bundle DIR`; not over `--gateway` yet):
+//!
+//! - `search [--subject S] [--target T] [--since] [--until] [--decision allow|deny|review] [--text S] [--table NAME]`
+//! - `replay SESSION [--json]`: a session as a timed transcript.
+//! - `export --out DIR [--since] [--until] [--format jsonl|ocsf] [--signing-key PEM]` (store only)
+//! - `verify [--key PEM]... [--json]`: exit 0 when intact, 1 with the first fault named.
+//! - `report --framework nist-800-53 [--since] [--until] [--format md|json] [--key PEM]...`
 
+mod evidence_cmd;
 mod render;
 mod source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use portcullis_core::{SessionId, Timestamp};
-use portcullis_recording::SessionFilter;
+use clap::{Parser, Subcommand, ValueEnum};
+use portcullis_core::{SessionId, Timestamp, Verdict};
+use portcullis_recording::search::SearchQuery;
+use portcullis_recording::{ExportFormat, ExportOptions, SessionFilter};
 
 use crate::source::Source;
 
@@ -30,6 +40,13 @@ struct Cli {
     /// Path of a stopped gateway's store (the `[recording] path`).
     #[arg(long, global = true)]
     store: Option<PathBuf>,
+    /// Directory of an exported evidence bundle (search, replay, verify, report).
+    #[arg(long, global = true, conflicts_with_all = ["store", "gateway"])]
+    bundle: Option<PathBuf>,
+    /// Trust only checkpoints signed by the public key(s) in this PEM file (repeatable).
+    /// Without it the keys stored with the evidence are used.
+    #[arg(long = "key", global = true)]
+    keys: Vec<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -68,6 +85,109 @@ enum Cmd {
         #[arg(long)]
         full: bool,
     },
+    /// Find commands across sessions.
+    Search {
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// At or after (RFC 3339).
+        #[arg(long)]
+        since: Option<Timestamp>,
+        /// Before (RFC 3339).
+        #[arg(long)]
+        until: Option<Timestamp>,
+        /// Only this decision.
+        #[arg(long, value_enum)]
+        decision: Option<DecisionArg>,
+        /// Statement text contains this (case-sensitive).
+        #[arg(long)]
+        text: Option<String>,
+        /// Statement mentions this table (whole identifier, any case).
+        #[arg(long)]
+        table: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// JSON lines output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a session as a timed transcript.
+    Replay {
+        /// Session id.
+        session: SessionId,
+        /// JSON lines output (offset in µs, seq, event).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an evidence bundle (from --store).
+    Export {
+        /// Records at or after (RFC 3339).
+        #[arg(long)]
+        since: Option<Timestamp>,
+        /// Records before (RFC 3339).
+        #[arg(long)]
+        until: Option<Timestamp>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// jsonl (the bundle) or ocsf (the bundle plus events.ocsf.jsonl).
+        #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
+        format: FormatArg,
+        /// The gateway's signing key, to end the export at a fresh checkpoint
+        /// (default: <store>/signing-key.pem when present).
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+    },
+    /// Verify the chain, checkpoints and signatures; exit 1 on the first fault.
+    Verify {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evidence report for a framework.
+    Report {
+        /// The framework.
+        #[arg(long, value_enum, default_value_t = FrameworkArg::Nist80053)]
+        framework: FrameworkArg,
+        /// Records at or after (RFC 3339).
+        #[arg(long)]
+        since: Option<Timestamp>,
+        /// Records before (RFC 3339).
+        #[arg(long)]
+        until: Option<Timestamp>,
+        /// md or json.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DecisionArg {
+    Allow,
+    Deny,
+    Review,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    Jsonl,
+    Ocsf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FrameworkArg {
+    #[value(name = "nist-800-53")]
+    Nist80053,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Md,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -83,7 +203,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("portcullis-audit: {e}");
             ExitCode::from(2)
@@ -91,7 +212,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), source::AuditError> {
+/// Runs one command; `Ok(false)` when verification found a fault.
+async fn run(cli: Cli) -> Result<bool, source::AuditError> {
+    if let Some(ok) = run_evidence(&cli)? {
+        return Ok(ok);
+    }
     let source = Source::new(cli.gateway, cli.token, cli.store)?;
     let mut out = std::io::stdout().lock();
     match cli.command {
@@ -131,6 +256,87 @@ async fn run(cli: Cli) -> Result<(), source::AuditError> {
                 render::show(&mut out, &summary, &source, session, full).await?;
             }
         }
+        _ => {}
     }
-    Ok(())
+    Ok(true)
+}
+
+/// The evidence commands; `None` for the others.
+fn run_evidence(cli: &Cli) -> Result<Option<bool>, source::AuditError> {
+    use evidence_cmd::*;
+    if matches!(cli.command, Cmd::Sessions { .. } | Cmd::Show { .. }) {
+        return Ok(None);
+    }
+    let opened = Opened::new(cli.gateway.is_some(), cli.store.clone(), cli.bundle.clone())?;
+    let verify_options = trusted_keys(&cli.keys)?;
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Cmd::Search {
+            subject,
+            target,
+            since,
+            until,
+            decision,
+            text,
+            table,
+            limit,
+            json,
+        } => {
+            let query = SearchQuery {
+                subject: subject.clone(),
+                target: target.clone(),
+                since: *since,
+                until: *until,
+                decision: decision.map(|d| match d {
+                    DecisionArg::Allow => Verdict::Allow,
+                    DecisionArg::Deny => Verdict::Deny,
+                    DecisionArg::Review => Verdict::Review,
+                }),
+                text: text.clone(),
+                table: table.clone(),
+                limit: *limit,
+            };
+            run_search(&mut out, &opened, &query, *json)?;
+        }
+        Cmd::Replay { session, json } => run_replay(&mut out, &opened, *session, *json)?,
+        Cmd::Export {
+            since,
+            until,
+            out: dir,
+            format,
+            signing_key,
+        } => {
+            let options = ExportOptions {
+                since: *since,
+                until: *until,
+                format: match format {
+                    FormatArg::Jsonl => ExportFormat::Jsonl,
+                    FormatArg::Ocsf => ExportFormat::Ocsf,
+                },
+            };
+            run_export(&mut out, &opened, &options, dir, signing_key.clone())?;
+        }
+        Cmd::Verify { json } => {
+            let ok = run_verify(&mut out, &opened, &verify_options, *json)?;
+            if !ok {
+                eprintln!("portcullis-audit: verification failed");
+            }
+            return Ok(Some(ok));
+        }
+        Cmd::Report {
+            framework: FrameworkArg::Nist80053,
+            since,
+            until,
+            format,
+        } => run_report(
+            &mut out,
+            &opened,
+            *since,
+            *until,
+            &verify_options,
+            *format == ReportFormat::Json,
+        )?,
+        Cmd::Sessions { .. } | Cmd::Show { .. } => return Ok(None),
+    }
+    Ok(Some(true))
 }

@@ -29,6 +29,19 @@ pub enum RecordingError {
     /// The recorder was shut down.
     #[error("recorder is shut down")]
     Closed,
+    /// The store backend does not implement an operation (checkpoints, keys, pruning).
+    #[error("the event store does not support {0}")]
+    Unsupported(String),
+    /// The signing key file is missing, unreadable, malformed or too widely readable.
+    #[error("signing key: {0}")]
+    Key(String),
+    /// An evidence bundle is incomplete or cannot be read (tampering is reported by
+    /// verification, not as this error).
+    #[error("evidence bundle: {0}")]
+    Bundle(String),
+    /// The chain failed verification, so the operation (signing, pruning) was refused.
+    #[error("refused: the record failed verification: {0}")]
+    Unverified(String),
 }
 
 impl RecordingError {

@@ -236,7 +236,7 @@ pub fn canonicalize(json: &str) -> Result<String> {
     canonical_value(&value)
 }
 
-fn canonical_value(value: &Value) -> Result<String> {
+pub(crate) fn canonical_value(value: &Value) -> Result<String> {
     let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out)?;
     String::from_utf8(out).map_err(|e| RecordingError::Encode(e.to_string()))

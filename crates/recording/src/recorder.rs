@@ -17,11 +17,41 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use portcullis_core::{BoxFuture, Event, EventSink};
+use portcullis_core::{BoxFuture, Event, EventKind, EventSink};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::{Durability, EventStore, RecordingConfig, RecordingError, Result, SledStore};
+use crate::evidence::{AnchorKind, KeySource, WalkInput, paged, walk};
+use crate::signing::signing_key_path;
+use crate::{
+    Checkpoint, CheckpointReason, Durability, EventStore, Head, PublicKeyRecord, RecordingConfig,
+    RecordingError, Result, SigningKey, SledStore,
+};
+
+/// When the recorder signs the chain head (besides session close and shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// After at most this many events.
+    pub events: u64,
+    /// At least this often while events arrive.
+    pub interval: Duration,
+}
+
+impl From<&RecordingConfig> for CheckpointPolicy {
+    fn from(c: &RecordingConfig) -> Self {
+        Self {
+            events: c.checkpoint_events.max(1),
+            interval: c.checkpoint_interval,
+        }
+    }
+}
+
+/// The writer's signing state.
+struct Signing {
+    key: Arc<SigningKey>,
+    chain: String,
+    policy: CheckpointPolicy,
+}
 
 /// Settings of the writer (the non-path part of [`RecordingConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +92,10 @@ pub struct RecorderStats {
     pub submit_overflow: u64,
     /// Global sequence of the last written record.
     pub head_seq: u64,
+    /// Checkpoints signed by this recorder.
+    pub checkpoints: u64,
+    /// Sequence of the last record this recorder signed (0 if none).
+    pub checkpoint_seq: u64,
     /// Why the recorder failed, if it did.
     pub failed: Option<String>,
 }
@@ -88,6 +122,8 @@ struct Inner {
     store: Arc<dyn EventStore>,
     options: RecorderOptions,
     writer: Mutex<Option<JoinHandle<()>>>,
+    key: Option<Arc<SigningKey>>,
+    retention: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -100,6 +136,8 @@ struct Shared {
     queued: AtomicU64,
     submit_overflow: AtomicU64,
     head_seq: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_seq: AtomicU64,
 }
 
 impl Shared {
@@ -132,14 +170,60 @@ enum Msg {
 impl Recorder {
     /// Validates `config`, opens the sled store at `config.path` and starts the writer.
     /// Must be called within a tokio runtime.
+    ///
+    /// The recorder signs checkpoints with the key at `signing_key` (default
+    /// `<path>/signing-key.pem`), created on first start; see [`Recorder::start_signed`].
+    /// With a `retention` policy it prunes every `retention.interval`.
     pub fn open(config: &RecordingConfig) -> Result<Self> {
         config.validate()?;
-        let store = SledStore::open(&config.path)?;
-        Self::start(Arc::new(store), config.into())
+        let key = SigningKey::load_or_create(&signing_key_path(config))?;
+        let store: Arc<dyn EventStore> = Arc::new(SledStore::open(&config.path)?);
+        let recorder = Self::start_signed(store, config.into(), key, config.into())?;
+        if let Some(r) = &config.retention {
+            recorder.start_retention(crate::RetentionPolicy::from(r), r.interval);
+        }
+        Ok(recorder)
     }
 
-    /// Starts the writer task over `store`. Must be called within a tokio runtime.
+    /// Starts the writer task over `store` without signing. Must be called within a
+    /// tokio runtime.
     pub fn start(store: Arc<dyn EventStore>, options: RecorderOptions) -> Result<Self> {
+        Self::start_inner(store, options, None)
+    }
+
+    /// Starts the writer task over `store`, signing the chain head with `key`
+    /// every `policy.events` events or `policy.interval`, when a batch holds a
+    /// `session_closed` event, and at shutdown. Stores the key's public half.
+    /// If the head is not signed yet (a crash after the last checkpoint), the
+    /// records after the last checkpoint are verified and then signed
+    /// (reason `startup`); a store whose unsigned tail fails verification is refused.
+    pub fn start_signed(
+        store: Arc<dyn EventStore>,
+        options: RecorderOptions,
+        key: SigningKey,
+        policy: CheckpointPolicy,
+    ) -> Result<Self> {
+        let chain = store.chain_id()?;
+        store.put_public_key(&PublicKeyRecord::new(key.public_key()))?;
+        let key = Arc::new(key);
+        sign_unsigned_tail(store.as_ref(), &key, &chain)?;
+        store.sync()?;
+        let signing = Signing {
+            key,
+            chain,
+            policy: CheckpointPolicy {
+                events: policy.events.max(1),
+                interval: policy.interval.max(Duration::from_millis(10)),
+            },
+        };
+        Self::start_inner(store, options, Some(signing))
+    }
+
+    fn start_inner(
+        store: Arc<dyn EventStore>,
+        options: RecorderOptions,
+        signing: Option<Signing>,
+    ) -> Result<Self> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             RecordingError::Config("the recorder must be started within a tokio runtime".into())
         })?;
@@ -152,7 +236,11 @@ impl Recorder {
         shared.head_seq.store(store.head()?.seq, Ordering::Relaxed);
         let permits = Arc::new(Semaphore::new(options.queue_capacity));
         let (tx, rx) = mpsc::unbounded_channel();
+        let key = signing.as_ref().map(|s| s.key.clone());
         let writer = Writer {
+            signing,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
             rx,
             store: store.clone(),
             shared: shared.clone(),
@@ -170,8 +258,67 @@ impl Recorder {
                 store,
                 options,
                 writer: Mutex::new(Some(join)),
+                key,
+                retention: Mutex::new(None),
             }),
         })
+    }
+
+    /// The signing key's public half, if the recorder signs.
+    pub fn public_key(&self) -> Option<&crate::PublicKey> {
+        self.inner.key.as_deref().map(SigningKey::public_key)
+    }
+
+    /// Applies `policy` now (see [`crate::prune`]), with the recorder's key.
+    pub async fn prune(
+        &self,
+        policy: crate::RetentionPolicy,
+    ) -> Result<crate::retention::PruneOutcome> {
+        let key = self
+            .inner
+            .key
+            .clone()
+            .ok_or_else(|| RecordingError::Config("pruning needs a signing recorder".into()))?;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::prune(
+                store.as_ref(),
+                &key,
+                &policy,
+                portcullis_core::Timestamp::now(),
+            )
+        })
+        .await
+        .map_err(|e| RecordingError::Storage(format!("pruning task failed: {e}")))?
+    }
+
+    fn start_retention(&self, policy: crate::RetentionPolicy, every: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let task = tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { break };
+                if inner.shared.closed.load(Ordering::Acquire) {
+                    break;
+                }
+                let recorder = Recorder { inner };
+                match recorder.prune(policy).await {
+                    Ok(o) if o.stats.records > 0 => {
+                        tracing::info!(
+                            records = o.stats.records,
+                            through = o.through_seq,
+                            "pruned records"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "retention: nothing pruned"),
+                }
+                drop(recorder);
+                tokio::time::sleep(every).await;
+            }
+        });
+        if let Ok(mut slot) = self.inner.retention.lock() {
+            *slot = Some(task);
+        }
     }
 
     /// The store, for queries.
@@ -251,6 +398,11 @@ impl Recorder {
     /// writer. Later `record()` calls fail with [`RecordingError::Closed`].
     pub async fn shutdown(&self) -> Result<RecorderStats> {
         self.inner.shared.closed.store(true, Ordering::Release);
+        let retention = self.inner.retention.lock().ok().and_then(|mut j| j.take());
+        if let Some(task) = retention {
+            task.abort();
+            let _ = task.await;
+        }
         self.inner.permits.close();
         let (ack, done) = oneshot::channel();
         let reply = match self.inner.tx.send(Msg::Shutdown(ack)) {
@@ -282,6 +434,8 @@ impl Recorder {
             queue_depth: s.queued.load(Ordering::Relaxed),
             submit_overflow: s.submit_overflow.load(Ordering::Relaxed),
             head_seq: s.head_seq.load(Ordering::Relaxed),
+            checkpoints: s.checkpoints.load(Ordering::Relaxed),
+            checkpoint_seq: s.checkpoint_seq.load(Ordering::Relaxed),
             failed: s.failed.get().cloned(),
         }
     }
@@ -328,6 +482,7 @@ struct Batch {
     oldest: Option<Instant>,
     flushes: Vec<Ack>,
     shutdown: Option<Ack>,
+    closes_session: bool,
 }
 
 impl Batch {
@@ -340,6 +495,7 @@ impl Batch {
                 permit,
             } => {
                 shared.queued.fetch_sub(1, Ordering::Relaxed);
+                self.closes_session |= matches!(event.kind, EventKind::SessionClosed { .. });
                 self.events.push(event);
                 self.oldest = Some(self.oldest.map_or(queued, |o| o.min(queued)));
                 self.acks.extend(ack);
@@ -357,6 +513,10 @@ impl Batch {
 }
 
 struct Writer {
+    signing: Option<Signing>,
+    /// Events written since the last checkpoint.
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
     rx: mpsc::UnboundedReceiver<Msg>,
     store: Arc<dyn EventStore>,
     shared: Arc<Shared>,
@@ -371,14 +531,25 @@ struct Writer {
 impl Writer {
     async fn run(mut self) {
         loop {
-            let deadline = self
+            let flush_at = self
                 .oldest_unsynced
-                .map(|t| tokio::time::Instant::from_std(t + self.options.flush_interval));
+                .map(|t| t + self.options.flush_interval);
+            let checkpoint_at = match &self.signing {
+                Some(s) if self.since_checkpoint > 0 => {
+                    Some(self.last_checkpoint + s.policy.interval)
+                }
+                _ => None,
+            };
+            let deadline = match (flush_at, checkpoint_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let msg = match deadline {
                 Some(deadline) => tokio::select! {
                     m = self.rx.recv() => m,
-                    () = tokio::time::sleep_until(deadline) => {
-                        self.write(Batch::default(), true).await;
+                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                        let interval = checkpoint_at.is_some_and(|c| c <= Instant::now());
+                        self.write(Batch::default(), true, interval.then_some(CheckpointReason::Interval)).await;
                         continue;
                     }
                 },
@@ -387,7 +558,8 @@ impl Writer {
             let mut batch = Batch::default();
             let Some(first) = msg else {
                 // Every handle is gone: sync what is pending and stop.
-                self.write(batch, true).await;
+                self.write(batch, true, Some(CheckpointReason::Shutdown))
+                    .await;
                 break;
             };
             batch.take(first, &self.shared);
@@ -403,16 +575,17 @@ impl Writer {
                 while let Some(m) = self.rx.recv().await {
                     batch.take(m, &self.shared);
                 }
-                self.write(batch, true).await;
+                self.write(batch, true, Some(CheckpointReason::Shutdown))
+                    .await;
                 break;
             }
             let force = batch.has_control();
-            self.write(batch, force).await;
+            self.write(batch, force, None).await;
         }
     }
 
     /// Appends the batch, syncs when required, then answers everyone waiting on it.
-    async fn write(&mut self, batch: Batch, force_sync: bool) {
+    async fn write(&mut self, batch: Batch, force_sync: bool, hint: Option<CheckpointReason>) {
         let Batch {
             events,
             acks,
@@ -420,18 +593,37 @@ impl Writer {
             oldest,
             flushes,
             shutdown,
+            closes_session,
         } = batch;
+        let checkpoint = match &self.signing {
+            None => None,
+            Some(s) => {
+                let pending = self.since_checkpoint.saturating_add(events.len() as u64);
+                if pending == 0 {
+                    None
+                } else if closes_session {
+                    Some(CheckpointReason::SessionClose)
+                } else if hint.is_some() {
+                    hint
+                } else if pending >= s.policy.events {
+                    Some(CheckpointReason::Events)
+                } else {
+                    None
+                }
+            }
+        };
         let result = if let Some(m) = self.shared.failed.get() {
             Err(m.clone())
         } else {
             let n = events.len();
             let sync = force_sync
+                || checkpoint.is_some()
                 || self.options.durability == Durability::Strict
                 || self.unsynced.saturating_add(n) >= self.options.flush_events;
             if n == 0 && !sync {
                 Ok(())
             } else {
-                self.append_and_sync(events, sync, oldest).await
+                self.append_and_sync(events, sync, oldest, checkpoint).await
             }
         };
         if let Err(m) = &result {
@@ -449,23 +641,53 @@ impl Writer {
         events: Vec<Event>,
         sync: bool,
         oldest: Option<Instant>,
+        checkpoint: Option<CheckpointReason>,
     ) -> Result<(), String> {
         let store = self.store.clone();
         let n = events.len();
+        let signer = match (&self.signing, checkpoint) {
+            (Some(s), Some(reason)) => Some((s.key.clone(), s.chain.clone(), reason)),
+            _ => None,
+        };
         let joined = tokio::task::spawn_blocking(move || {
             let appended = if events.is_empty() {
                 None
             } else {
                 Some(store.append(&events).map_err(|e| e.to_string())?)
             };
+            let mut signed = None;
+            if let Some((key, chain, reason)) = signer {
+                let head = match &appended {
+                    Some(a) => a.head,
+                    None => store.head().map_err(|e| e.to_string())?,
+                };
+                if head.seq > 0 {
+                    let cp = Checkpoint::sign(&key, &chain, head, reason, None);
+                    store
+                        .put_checkpoint(&cp)
+                        .map_err(|e| format!("checkpoint failed: {e}"))?;
+                    signed = Some(head.seq);
+                }
+            }
             if sync {
                 store.sync().map_err(|e| format!("sync failed: {e}"))?;
             }
-            Ok::<_, String>(appended)
+            Ok::<_, String>((appended, signed))
         })
         .await
         .map_err(|e| format!("writer task failed: {e}"))?;
-        let appended = joined?;
+        let (appended, signed) = joined?;
+        self.since_checkpoint = self.since_checkpoint.saturating_add(n as u64);
+        if let Some(seq) = signed {
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+            self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+            self.shared.checkpoint_seq.store(seq, Ordering::Relaxed);
+        } else if checkpoint.is_some() {
+            // Nothing to sign (empty store).
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+        }
         let s = &self.shared;
         if let Some(a) = appended {
             s.events_written.fetch_add(a.count, Ordering::Relaxed);
@@ -494,4 +716,75 @@ impl Writer {
         self.unsynced = 0;
         self.oldest_unsynced = None;
     }
+}
+
+/// How far below the head the recorder first looks for the last checkpoint at start.
+const TAIL_WINDOW: u64 = 100_000;
+
+/// Verifies the records after the last checkpoint and signs the head if it is
+/// not signed yet.
+fn sign_unsigned_tail(store: &dyn EventStore, key: &SigningKey, chain: &str) -> Result<()> {
+    let head = store.head()?;
+    let base = store.base()?;
+    let base_seq = base.as_ref().map_or(0, |b| b.seq);
+    // The last checkpoint: look near the head first, then from the base.
+    let mut last: Option<Checkpoint> = None;
+    for from in [head.seq.saturating_sub(TAIL_WINDOW).max(base_seq), base_seq] {
+        for cp in store.checkpoints(from)? {
+            let cp = cp?;
+            if cp.chain == chain && cp.seq <= head.seq {
+                last = Some(cp);
+            }
+        }
+        if last.is_some() {
+            break;
+        }
+    }
+    let last = last.or(base);
+    let anchor = last.as_ref().map_or(Head::GENESIS, Checkpoint::head);
+    if anchor.seq == head.seq && head.seq > 0 {
+        return Ok(());
+    }
+    if head.seq == 0 {
+        return Ok(());
+    }
+    // The anchor checkpoint itself must still match the chain.
+    if let Some(cp) = &last
+        && store.get(cp.seq)?.is_some_and(|r| r.hash != cp.hash)
+    {
+        return Err(RecordingError::Unverified(format!(
+            "record {} differs from its signed checkpoint",
+            cp.seq
+        )));
+    }
+    let none = |_: u64| Ok(false);
+    let input = WalkInput {
+        chain: Some(chain.to_owned()),
+        anchor_kind: if anchor.seq == 0 {
+            AnchorKind::Genesis
+        } else {
+            AnchorKind::RangeStart
+        },
+        anchor,
+        anchor_signed: true,
+        keys: Default::default(),
+        key_source: KeySource::Embedded,
+        declared_head: Some(head),
+        until_seq: None,
+        exists_elsewhere: &none,
+    };
+    let report = walk(
+        input,
+        paged(store, anchor.seq.saturating_add(1)),
+        std::iter::empty(),
+        Vec::new(),
+    )?;
+    if let Some(f) = report.fault {
+        return Err(RecordingError::Unverified(format!(
+            "the records after the last checkpoint: {f}"
+        )));
+    }
+    let cp = Checkpoint::sign(key, chain, head, CheckpointReason::Startup, None);
+    store.put_checkpoint(&cp)?;
+    Ok(())
 }

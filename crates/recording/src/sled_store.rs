@@ -12,8 +12,12 @@
 //! | `t` opened_at (i64 BE, sign bit flipped), session id | empty (time index) |
 //! | `m` `head` | head seq (u64 BE) and hash (32 bytes) |
 //! | `m` `format` | `portcullis-recording-v1` |
+//! | `m` `chain` | the chain id (a UUID, created with the store) |
+//! | `m` `base` | the latest tombstone checkpoint as JSON (after pruning) |
+//! | `c` seq (u64 BE), first 8 bytes of SHA-256(signature) | a checkpoint as JSON |
+//! | `k` key id | a public key record as JSON |
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,10 +25,12 @@ use std::time::{Duration, Instant};
 
 use portcullis_core::{Event, SessionId, Timestamp};
 
+use sha2::{Digest, Sha256};
+
 use crate::record::{split_hash, split_u64};
 use crate::{
-    Appended, EventStore, Head, RecordIter, RecordingError, Result, SessionFilter, SessionSummary,
-    StoredEvent,
+    Appended, Checkpoint, CheckpointIter, EventStore, Head, PruneStats, PublicKeyRecord,
+    RecordIter, RecordingError, Result, SessionFilter, SessionOutcome, SessionSummary, StoredEvent,
 };
 
 const TREE: &str = "portcullis-v1";
@@ -33,8 +39,14 @@ const P_EVENT: u8 = b'e';
 const P_SESSION: u8 = b's';
 const P_SESSION_EVENT: u8 = b'x';
 const P_TIME: u8 = b't';
+const P_CHECKPOINT: u8 = b'c';
+const P_KEY: u8 = b'k';
 const K_HEAD: &[u8] = b"mhead";
 const K_FORMAT: &[u8] = b"mformat";
+const K_CHAIN: &[u8] = b"mchain";
+const K_BASE: &[u8] = b"mbase";
+/// Records deleted per sled batch while pruning.
+const PRUNE_CHUNK: usize = 4096;
 
 /// The sled-backed [`EventStore`].
 pub struct SledStore {
@@ -42,6 +54,7 @@ pub struct SledStore {
     tree: sled::Tree,
     /// The chain head; the lock serializes appends.
     head: Mutex<Head>,
+    chain: String,
     /// sled's log file, synced with `fdatasync` after sled's own flush (on Linux sled
     /// flushes with `sync_file_range`, which does not reach stable storage by itself).
     log_file: Option<File>,
@@ -106,6 +119,18 @@ impl SledStore {
                 db.flush()?;
             }
         }
+        let chain = match tree.get(K_CHAIN)? {
+            Some(v) => String::from_utf8(v.to_vec()).map_err(|_| RecordingError::Corrupt {
+                seq: None,
+                reason: "chain id is not UTF-8".into(),
+            })?,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                tree.insert(K_CHAIN, id.as_bytes())?;
+                db.flush()?;
+                id
+            }
+        };
         let head = read_head(&tree)?;
         // The head and the last record are written in the same batch; check they agree.
         let last = tree.scan_prefix([P_EVENT]).next_back().transpose()?;
@@ -126,6 +151,7 @@ impl SledStore {
             db,
             tree,
             head: Mutex::new(head),
+            chain,
             log_file,
             path,
         })
@@ -146,6 +172,13 @@ impl SledStore {
                 }),
             None => Ok(None),
         }
+    }
+
+    fn decode_json<T: serde::de::DeserializeOwned>(what: &str, v: &[u8]) -> Result<T> {
+        serde_json::from_slice(v).map_err(|e| RecordingError::Corrupt {
+            seq: None,
+            reason: format!("{what}: {e}"),
+        })
     }
 
     fn record_at(tree: &sled::Tree, seq: u64) -> Result<Option<StoredEvent>> {
@@ -312,6 +345,141 @@ impl EventStore for SledStore {
         });
         Ok(Box::new(iter))
     }
+
+    fn chain_id(&self) -> Result<String> {
+        Ok(self.chain.clone())
+    }
+
+    fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let v =
+            serde_json::to_vec(checkpoint).map_err(|e| RecordingError::Encode(e.to_string()))?;
+        self.tree.insert(checkpoint_key(checkpoint), v)?;
+        Ok(())
+    }
+
+    fn checkpoints(&self, from_seq: u64) -> Result<CheckpointIter<'_>> {
+        let mut lower = Vec::with_capacity(9);
+        lower.push(P_CHECKPOINT);
+        lower.extend_from_slice(&from_seq.to_be_bytes());
+        let iter = self
+            .tree
+            .range(lower..vec![P_CHECKPOINT.saturating_add(1)])
+            .map(|item| {
+                let (_, v) = item?;
+                Self::decode_json("checkpoint", &v)
+            });
+        Ok(Box::new(iter))
+    }
+
+    fn put_public_key(&self, key: &PublicKeyRecord) -> Result<()> {
+        let mut k = vec![P_KEY];
+        k.extend_from_slice(key.key_id.as_bytes());
+        let v = serde_json::to_vec(key).map_err(|e| RecordingError::Encode(e.to_string()))?;
+        // Keep the first record of a key (its `added_at`).
+        let _ = self
+            .tree
+            .compare_and_swap(k, None as Option<&[u8]>, Some(v))?;
+        Ok(())
+    }
+
+    fn public_keys(&self) -> Result<Vec<PublicKeyRecord>> {
+        self.tree
+            .scan_prefix([P_KEY])
+            .map(|item| {
+                let (_, v) = item?;
+                Self::decode_json("public key", &v)
+            })
+            .collect()
+    }
+
+    fn base(&self) -> Result<Option<Checkpoint>> {
+        match self.tree.get(K_BASE)? {
+            Some(v) => Self::decode_json("base", &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn prune(&self, tombstone: &Checkpoint) -> Result<PruneStats> {
+        let head = self.head()?;
+        if tombstone.seq >= head.seq {
+            return Err(RecordingError::Config(format!(
+                "cannot prune through seq {}: the last record ({}) is always kept",
+                tombstone.seq, head.seq
+            )));
+        }
+        let old_base = self.base()?.map_or(0, |b| b.seq);
+        if tombstone.seq <= old_base {
+            return Ok(PruneStats::default());
+        }
+        // 1. The tombstone becomes the base: from here on verification starts at it,
+        //    whether or not the deletions below complete.
+        let v = serde_json::to_vec(tombstone).map_err(|e| RecordingError::Encode(e.to_string()))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(checkpoint_key(tombstone), v.clone());
+        batch.insert(K_BASE, v);
+        self.tree.apply_batch(batch)?;
+        self.sync()?;
+        // 2. Records, their session index entries, and emptied closed sessions.
+        let mut stats = PruneStats::default();
+        let mut touched: HashSet<SessionId> = HashSet::new();
+        loop {
+            let chunk: Vec<(sled::IVec, sled::IVec)> = self
+                .tree
+                .range(event_key(0)..=event_key(tombstone.seq))
+                .take(PRUNE_CHUNK)
+                .collect::<std::result::Result<_, _>>()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut batch = sled::Batch::default();
+            for (k, v) in &chunk {
+                let seq = key_seq(k)?;
+                // A record that does not decode is deleted all the same: it is behind the
+                // signed tombstone, which the pruning caller verified.
+                if let Ok(r) = StoredEvent::decode_value(seq, v) {
+                    batch.remove(session_event_key(&r.event.session, r.session_seq));
+                    touched.insert(r.event.session);
+                }
+                batch.remove(k.clone());
+                stats.records = stats.records.saturating_add(1);
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        let mut batch = sled::Batch::default();
+        for id in &touched {
+            if let Some(s) = self.load_summary(id)?
+                && s.last_seq <= tombstone.seq
+                && s.outcome != SessionOutcome::Open
+            {
+                batch.remove(session_key(id));
+                batch.remove(time_key(s.opened_at, id));
+                stats.sessions = stats.sessions.saturating_add(1);
+            }
+        }
+        // 3. Checkpoints below the tombstone (their records are gone).
+        let mut upper = vec![P_CHECKPOINT];
+        upper.extend_from_slice(&tombstone.seq.to_be_bytes());
+        for item in self.tree.range(vec![P_CHECKPOINT]..upper) {
+            let (k, _) = item?;
+            batch.remove(k);
+            stats.checkpoints = stats.checkpoints.saturating_add(1);
+        }
+        self.tree.apply_batch(batch)?;
+        self.sync()?;
+        Ok(stats)
+    }
+}
+
+fn checkpoint_key(cp: &Checkpoint) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(P_CHECKPOINT);
+    k.extend_from_slice(&cp.seq.to_be_bytes());
+    k.extend_from_slice(
+        Sha256::digest(cp.signature.as_bytes())
+            .get(..8)
+            .unwrap_or(&[]),
+    );
+    k
 }
 
 fn read_head(tree: &sled::Tree) -> Result<Head> {

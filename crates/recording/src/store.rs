@@ -3,11 +3,29 @@
 use portcullis_core::{Event, EventKind, Protocol, SessionId, Side, Timestamp, Verdict};
 use serde::{Deserialize, Serialize};
 
-use crate::{Head, Result, StoredEvent};
+use crate::{Checkpoint, Head, PublicKeyRecord, RecordingError, Result, StoredEvent};
 
 /// A lazily read sequence of records; each item is read from the store as the
 /// iterator advances.
 pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<StoredEvent>> + Send + 'a>;
+
+/// A lazily read sequence of checkpoints in `seq` order.
+pub type CheckpointIter<'a> = Box<dyn Iterator<Item = Result<Checkpoint>> + Send + 'a>;
+
+/// What [`EventStore::prune`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PruneStats {
+    /// Records deleted.
+    pub records: u64,
+    /// Session summaries deleted (closed or refused sessions with no record left).
+    pub sessions: u64,
+    /// Checkpoints deleted (those below the tombstone).
+    pub checkpoints: u64,
+}
+
+fn unsupported<T>(what: &str) -> Result<T> {
+    Err(RecordingError::Unsupported(what.into()))
+}
 
 /// An append-only, hash-chained event store.
 ///
@@ -41,6 +59,52 @@ pub trait EventStore: Send + Sync {
 
     /// The records of one session, in session order.
     fn session_events(&self, id: SessionId) -> Result<RecordIter<'_>>;
+
+    // Evidence: checkpoints, public keys and pruning. The defaults say the backend
+    // does not support them; the recorder then cannot sign and fails at start.
+
+    /// The id of this chain, created with the store and signed into every checkpoint.
+    fn chain_id(&self) -> Result<String> {
+        unsupported("chain ids")
+    }
+
+    /// Stores a signed checkpoint (durable after the next [`EventStore::sync`]).
+    fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let _ = checkpoint;
+        unsupported("checkpoints")
+    }
+
+    /// Checkpoints with `seq >= from_seq`, in `seq` order.
+    fn checkpoints(&self, from_seq: u64) -> Result<CheckpointIter<'_>> {
+        let _ = from_seq;
+        unsupported("checkpoints")
+    }
+
+    /// Stores a public key that signs checkpoints; a key already stored is kept as it is.
+    fn put_public_key(&self, key: &PublicKeyRecord) -> Result<()> {
+        let _ = key;
+        unsupported("public keys")
+    }
+
+    /// Every public key that has signed checkpoints of this store.
+    fn public_keys(&self) -> Result<Vec<PublicKeyRecord>> {
+        unsupported("public keys")
+    }
+
+    /// The latest tombstone: records up to its `seq` were pruned and verification
+    /// starts from it. `None` when nothing was pruned.
+    fn base(&self) -> Result<Option<Checkpoint>> {
+        Ok(None)
+    }
+
+    /// Stores `tombstone` as the new base, then deletes every record with
+    /// `seq <= tombstone.seq`, their index entries, the summaries of closed
+    /// sessions with no record left, and the checkpoints below the tombstone.
+    /// Callers verify the range and sign the tombstone first (see `retention::prune`).
+    fn prune(&self, tombstone: &Checkpoint) -> Result<PruneStats> {
+        let _ = tombstone;
+        unsupported("pruning")
+    }
 }
 
 /// Where an append landed.

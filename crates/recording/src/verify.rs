@@ -55,7 +55,7 @@ pub struct BadRecord {
 /// The result of [`verify_chain`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Records that verified, from seq 1.
+    /// Records that verified, from seq 1 (or from the tombstone).
     pub verified: u64,
     /// The last verified record's head (the chain end when the chain is intact).
     pub head: Head,
@@ -70,7 +70,8 @@ impl VerifyReport {
     }
 }
 
-/// Walks the whole chain from seq 1: sequence numbers are gapless, every record
+/// Walks the whole chain from seq 1 (or from the latest tombstone after pruning,
+/// without checking its signature: [`crate::verify_store`] does): sequence numbers are gapless, every record
 /// links to its predecessor's hash, every stored hash matches the record's
 /// content, event bytes are canonical, and the store's head is the last record.
 /// Reads in bounded pages. Store failures other than undecodable records are
@@ -78,7 +79,7 @@ impl VerifyReport {
 pub fn verify_chain(store: &dyn EventStore) -> Result<VerifyReport> {
     let mut report = VerifyReport {
         verified: 0,
-        head: Head::GENESIS,
+        head: store.base()?.map_or(Head::GENESIS, |t| t.head()),
         first_bad: None,
     };
     'pages: loop {
