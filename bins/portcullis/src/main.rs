@@ -74,6 +74,11 @@ enum Cmd {
         #[command(subcommand)]
         command: approvals_cli::ApprovalsCmd,
     },
+    /// The record's signing key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+    },
     /// Test statement rules before deploying them.
     Policy {
         #[command(subcommand)]
@@ -90,6 +95,17 @@ enum Cmd {
         /// Comma-separated groups.
         #[arg(long, value_delimiter = ',', default_value = "")]
         groups: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCmd {
+    /// Print the key id and public key that verify this gateway's checkpoints
+    /// (creates the key if it does not exist yet).
+    Show {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -190,6 +206,15 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .mint(&subject, &groups, ttl)
                 .map_err(|e| e.to_string())?;
             println!("{}", token.expose());
+            Ok(())
+        }
+        Cmd::Key {
+            command: KeyCmd::Show { config },
+        } => {
+            let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
+            let (key_id, pem) = portcullis_recording::public_key_info(&parsed.recording)
+                .map_err(|e| format!("recording: {e}"))?;
+            println!("key id: {key_id}\n{pem}");
             Ok(())
         }
         Cmd::Approvals {

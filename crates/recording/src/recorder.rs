@@ -563,6 +563,18 @@ impl Writer {
                 break;
             };
             batch.take(first, &self.shared);
+            if self.options.durability == Durability::Batched
+                && !batch.has_control()
+                && batch.acks.is_empty()
+            {
+                // Linger so that one append carries many events: producers are not
+                // woken per event and the writer does not wake per event either (the
+                // queue is not polled while lingering). Bounded well inside flush_interval.
+                let linger = (self.options.flush_interval / 5)
+                    .clamp(Duration::from_millis(1), Duration::from_millis(10));
+                let until = batch.oldest.unwrap_or_else(Instant::now) + linger;
+                tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+            }
             while !batch.has_control() && batch.events.len() < self.options.queue_capacity {
                 match self.rx.try_recv() {
                     Ok(m) => batch.take(m, &self.shared),
