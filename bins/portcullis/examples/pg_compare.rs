@@ -4,8 +4,9 @@
 //! Run with `benches/pg_compare.sh` (builds the release gateway first), or:
 //! `cargo run --release -p portcullis --example pg_compare`.
 //! Environment: `BENCH_SECONDS` (per run, default 10), `BENCH_ROUNDS` (default 3),
-//! `BENCH_DURABILITY` (`batched` or `strict`, default batched), `BENCH_MASKING` (`on` adds
-//! an email/card masking profile to the gateway's target, once masking is configured).
+//! `BENCH_DURABILITY` (`batched` or `strict`, default batched). The gateway serves two
+//! targets on the same database: `bench` (recording and policy) and `bench_masked` (the
+//! same plus every built-in masking detector), measured side by side.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
@@ -66,14 +67,9 @@ fn gateway_bin() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join("portcullis")
 }
 
-fn start_gateway(dir: &Path, pg: &PgCluster, durability: &str, masking: bool) -> (Process, u16) {
+fn start_gateway(dir: &Path, pg: &PgCluster, durability: &str) -> (Process, u16) {
     let port = free_port().unwrap();
     let config = dir.join("bench.toml");
-    let masking_block = if masking {
-        "\n[targets.bench.masking]\ndetectors = [\"email\", \"card\"]\n"
-    } else {
-        ""
-    };
     std::fs::write(
         &config,
         format!(
@@ -98,7 +94,25 @@ address = "127.0.0.1:{up}"
 database = "{db}"
 user = "bencher"
 password = "{PASSWORD}"
-{masking_block}"#,
+[targets.bench.policy]
+default = "deny"
+[[targets.bench.policy.rules]]
+id = "bench"
+groups = ["bench"]
+kinds = ["read", "write", "transaction", "session", "utility"]
+action = "allow"
+
+[targets.bench_masked]
+protocol = "postgres"
+allowed_groups = ["bench"]
+[targets.bench_masked.upstream]
+address = "127.0.0.1:{up}"
+database = "{db}"
+user = "bencher"
+password = "{PASSWORD}"
+[targets.bench_masked.masking]
+enabled = true
+"#,
             store = dir.join("recording").display(),
             up = pg.port(),
             db = pg.database(),
@@ -131,7 +145,6 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let durability = std::env::var("BENCH_DURABILITY").unwrap_or_else(|_| "batched".into());
-    let masking = std::env::var("BENCH_MASKING").is_ok_and(|v| v == "on");
     if !gateway_bin().exists() {
         panic!(
             "{} not found: build it with cargo build --release -p portcullis",
@@ -170,7 +183,7 @@ fn main() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (_gateway, gw_port) = start_gateway(dir.path(), &pg, &durability, masking);
+    let (_gateway, gw_port) = start_gateway(dir.path(), &pg, &durability);
     let token = {
         let out = Command::new(gateway_bin())
             .args(["token", "--config"])
@@ -211,12 +224,12 @@ fn main() {
             db.as_str(),
         ),
         ("portcullis", gw_port, "bench", token.as_str(), "bench"),
+        ("masked", gw_port, "bench", token.as_str(), "bench_masked"),
     ];
 
     println!(
         "PostgreSQL comparison: {seconds}s per run, {rounds} alternating rounds, median shown; \
-         gateway recording = {durability}{}",
-        if masking { ", masking on" } else { "" }
+         portcullis = recording ({durability}) + policy; masked = recording + every masking detector"
     );
     for (name, args) in &scenarios {
         let mut results: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
@@ -241,10 +254,13 @@ fn main() {
             );
         }
         println!(
-            "  ratios: portcullis/direct = {:.2}x, portcullis/pgbouncer = {:.2}x; added mean latency vs direct = {:.1} us",
+            "  ratios: portcullis/direct = {:.2}x, portcullis/pgbouncer = {:.2}x, masked/direct = {:.2}x; \
+             added mean latency vs direct = {:.1} us (masked {:.1} us)",
             tps("portcullis") / tps("direct"),
             tps("portcullis") / tps("pgbouncer"),
-            (lat("portcullis") - lat("direct")) * 1000.0
+            tps("masked") / tps("direct"),
+            (lat("portcullis") - lat("direct")) * 1000.0,
+            (lat("masked") - lat("direct")) * 1000.0
         );
     }
 }
