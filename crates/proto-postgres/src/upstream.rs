@@ -11,6 +11,7 @@ use pgwire::messages::startup::{
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use portcullis_core::Secret;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -40,14 +41,15 @@ pub(crate) struct UpstreamEndpoint {
 }
 
 impl UpstreamEndpoint {
-    /// Opens a TCP (and TLS if configured) connection.
-    async fn open(&self) -> Result<Stream, PgError> {
+    /// Opens a TCP (and TLS if configured) connection; with TLS, also returns the
+    /// `tls-server-end-point` channel binding data (SHA-256 of the server certificate).
+    async fn open(&self) -> Result<(Stream, Option<Vec<u8>>), PgError> {
         let tcp = TcpStream::connect(&self.config.address)
             .await
             .map_err(|e| PgError::UpstreamConnect(format!("{}: {e}", self.config.address)))?;
         let _ = tcp.set_nodelay(true);
         let Some(connector) = &self.tls else {
-            return Ok(Stream::Plain(tcp));
+            return Ok((Stream::Plain(tcp), None));
         };
         let mut tcp = tcp;
         // SSLRequest: length 8, code 80877103.
@@ -71,7 +73,13 @@ impl UpstreamEndpoint {
         let tls = connector.connect(server_name, tcp).await.map_err(|e| {
             PgError::UpstreamConnect(format!("TLS with {}: {e}", self.config.address))
         })?;
-        Ok(Stream::ClientTls(Box::new(tls)))
+        let binding = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|cert| Sha256::digest(cert.as_ref()).to_vec());
+        Ok((Stream::ClientTls(Box::new(tls)), binding))
     }
 
     /// Connects and logs in, within the configured timeout.
@@ -93,8 +101,7 @@ impl UpstreamEndpoint {
         &self,
         mut parameters: BTreeMap<String, String>,
     ) -> Result<UpstreamLogin, PgError> {
-        let stream = self.open().await?;
-        let tls = stream.is_tls();
+        let (stream, binding_data) = self.open().await?;
         let mut conn = MessageConn::new(stream);
         parameters.insert("user".into(), self.config.user.clone());
         parameters.insert("database".into(), self.config.database.clone());
@@ -139,20 +146,27 @@ impl UpstreamEndpoint {
                         .await?;
                     }
                     Authentication::SASL(mechanisms) => {
-                        if !mechanisms.iter().any(|m| m == "SCRAM-SHA-256") {
+                        // Over TLS, bind SCRAM to the server certificate when the server
+                        // offers it (SCRAM-SHA-256-PLUS), which defeats a TLS-terminating
+                        // man in the middle.
+                        let plus = mechanisms.iter().any(|m| m == "SCRAM-SHA-256-PLUS");
+                        let (mechanism, binding) = match (&binding_data, plus) {
+                            (Some(data), true) => (
+                                "SCRAM-SHA-256-PLUS",
+                                ChannelBinding::tls_server_end_point(data.clone()),
+                            ),
+                            (Some(_), false) => ("SCRAM-SHA-256", ChannelBinding::unrequested()),
+                            (None, _) => ("SCRAM-SHA-256", ChannelBinding::unsupported()),
+                        };
+                        if !mechanisms.iter().any(|m| m == mechanism) {
                             return Err(PgError::UpstreamAuth(format!(
                                 "server offers no supported SASL mechanism ({})",
                                 mechanisms.join(", ")
                             )));
                         }
-                        let binding = if tls {
-                            ChannelBinding::unrequested()
-                        } else {
-                            ChannelBinding::unsupported()
-                        };
                         let s = ScramSha256::new(self.password.expose().as_bytes(), binding);
                         let first = SASLInitialResponse::new(
-                            "SCRAM-SHA-256".to_string(),
+                            mechanism.to_string(),
                             Some(Bytes::copy_from_slice(s.message())),
                         );
                         conn.send_frontend(&PgWireFrontendMessage::PasswordMessageFamily(
@@ -219,7 +233,7 @@ impl UpstreamEndpoint {
 
     /// Sends a cancel request for an upstream backend.
     pub(crate) async fn cancel(&self, pid: i32, secret: SecretKey) -> Result<(), PgError> {
-        let mut stream = self.open().await?;
+        let (mut stream, _) = self.open().await?;
         let mut out = BytesMut::new();
         PgWireFrontendMessage::CancelRequest(CancelRequest::new(pid, secret))
             .encode(&mut out)
