@@ -407,6 +407,7 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
         identity,
         client_addr,
         &parts,
+        &forward_path,
         body,
     )
     .await

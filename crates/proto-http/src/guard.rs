@@ -209,9 +209,10 @@ pub(crate) async fn admit(
     identity: Identity,
     client_addr: Option<SocketAddr>,
     parts: &http::request::Parts,
+    target_path: &str,
     body: Body,
 ) -> Result<Admitted, Response<Body>> {
-    let path = parts.uri.path().to_owned();
+    let path = target_path.to_owned();
     if path_segments(&path).is_none() {
         let err = HttpError::BadRequest("dot segments (`.` or `..`) in the path".into());
         return Err(refuse(
@@ -259,7 +260,10 @@ pub(crate) async fn admit(
 
     let mut details = BTreeMap::new();
     details.insert("method".to_owned(), parts.method.to_string());
-    details.insert("path".to_owned(), path.clone());
+    details.insert("path".to_owned(), parts.uri.path().to_owned());
+    if path != parts.uri.path() {
+        details.insert("target_path".to_owned(), path.clone());
+    }
     if let Some(q) = parts.uri.query() {
         details.insert("query".to_owned(), q.to_owned());
     }
@@ -576,6 +580,7 @@ where
                 identity,
                 client_addr,
                 &parts,
+                parts.uri.path(),
                 body,
             )
             .await

@@ -85,7 +85,7 @@
 //! s.write_all(format!("GET /api/users/7 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n", token.expose()).as_bytes()).await.unwrap();
 //! let mut answer = String::new();
 //! s.read_to_string(&mut answer).await.unwrap();
-//! assert!(answer.starts_with("HTTP/1.1 200"));
+//! assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 //! assert!(answer.contains(r#""auth":"Bearer upstream-token""#)); // the gateway's credential
 //! assert!(answer.contains(r#""email":"[masked]""#));
 //!
