@@ -29,6 +29,26 @@ pub(crate) struct Closer {
     pub sink: Arc<dyn EventSink>,
     pub session: SessionId,
     pub status: u16,
+    /// Credential values that must never reach the recording, even if an upstream echoes them.
+    pub scrub: Scrub,
+}
+
+/// Credential values replaced by `[credential]` in recorded bodies.
+#[derive(Clone, Default)]
+pub(crate) struct Scrub(pub Arc<Vec<portcullis_core::Secret<String>>>);
+
+impl Scrub {
+    /// `text` with every credential value replaced.
+    pub fn apply(&self, text: String) -> String {
+        let mut text = text;
+        for s in self.0.iter() {
+            let v = s.expose();
+            if v.len() >= 4 && text.contains(v.as_str()) {
+                text = text.replace(v.as_str(), "[credential]");
+            }
+        }
+        text
+    }
 }
 
 impl Closer {
@@ -67,7 +87,10 @@ pub(crate) fn finish(
     if let (Some((body, truncated)), Some(map)) = (captured, reason.as_object_mut()) {
         map.insert(
             "response_body".into(),
-            String::from_utf8_lossy(body).into_owned().into(),
+            closer
+                .scrub
+                .apply(String::from_utf8_lossy(body).into_owned())
+                .into(),
         );
         map.insert("response_body_truncated".into(), truncated.into());
     }

@@ -20,7 +20,7 @@ use portcullis_identity::{AuthLayer, Authenticator};
 use tokio::net::TcpListener;
 
 use crate::HttpError;
-use crate::body::Closer;
+use crate::body::{Closer, Scrub};
 use crate::config::HttpGatewayConfig;
 use crate::guard::{Shared, TargetRules, admit, error_response, fail, refuse, respond};
 use crate::policy::HttpPolicy;
@@ -103,7 +103,8 @@ impl HttpGateway {
                 upstream: upstream.authority.to_string(),
                 allowed_groups: t.allowed_groups.clone(),
             };
-            let rules = TargetRules::new(target, &t.mask, &t.record_headers, &never, &at)?;
+            let mut rules = TargetRules::new(target, &t.mask, &t.record_headers, &never, &at)?;
+            rules.scrub = Scrub(Arc::new(upstream.secrets.clone()));
             let mut strip_headers: Vec<HeaderName> = never;
             for h in &t.strip_headers {
                 strip_headers.push(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
@@ -503,6 +504,7 @@ fn switch(
         sink: gw.shared.sink.clone(),
         session: session.id,
         status: 101,
+        scrub: Scrub::default(),
     };
     let buffer = gw.config.upgrade_buffer_bytes;
     tokio::spawn(async move {

@@ -21,7 +21,7 @@ use portcullis_core::{
 use tower::{Layer, Service, ServiceExt};
 
 use crate::HttpError;
-use crate::body::{BodyPlan, Closer, Observed, finish};
+use crate::body::{BodyPlan, Closer, Observed, Scrub, finish};
 use crate::config::{MaskConfig, NEVER_RECORDED};
 use crate::jsonmask::{JsonMasker, JsonPaths};
 use crate::policy::{HttpPolicy, HttpPolicyConfig, path_segments, with_request_headers};
@@ -61,6 +61,7 @@ pub(crate) struct TargetRules {
     pub json: Option<Arc<JsonPaths>>,
     pub mask_headers: Vec<HeaderName>,
     pub record_headers: Vec<HeaderName>,
+    pub scrub: Scrub,
 }
 
 impl TargetRules {
@@ -90,6 +91,7 @@ impl TargetRules {
             json: (!json.is_empty()).then(|| Arc::new(json)),
             mask_headers: parse(&mask.headers, "mask.headers")?,
             record_headers,
+            scrub: Scrub::default(),
         })
     }
 }
@@ -294,7 +296,7 @@ pub(crate) async fn admit(
             }
             _ => String::from_utf8_lossy(shown).into_owned(),
         };
-        details.insert("request_body".to_owned(), masked);
+        details.insert("request_body".to_owned(), rules.scrub.apply(masked));
         details.insert(
             "request_body_truncated".to_owned(),
             (!ended || prefix.len() > shared.record_body_bytes).to_string(),
@@ -332,6 +334,7 @@ pub(crate) async fn admit(
         sink: shared.sink.clone(),
         session: session.id,
         status: status.as_u16(),
+        scrub: rules.scrub.clone(),
     };
     let request = CommandRequest::new(session.clone(), 1, command);
     let decided = match shared.service() {
@@ -423,6 +426,7 @@ pub(crate) fn respond(
         sink: shared.sink.clone(),
         session: session.id,
         status: response.status().as_u16(),
+        scrub: rules.scrub.clone(),
     };
     let (mut parts, body) = response.into_parts();
     let observed = Observed::new(body, hooks, plan, closer);
@@ -443,6 +447,7 @@ pub(crate) fn fail(
         sink: shared.sink.clone(),
         session: session.id,
         status: err.status().as_u16(),
+        scrub: Scrub::default(),
     };
     let completion = portcullis_core::Completion {
         error: Some(format!("{} side: {err}", err.side())),

@@ -35,6 +35,8 @@ pub(crate) struct Upstream {
     upgrade_pool: Pool,
     /// Injected header (name, value) with the value marked sensitive.
     pub credential: Option<(HeaderName, Secret<HeaderValue>)>,
+    /// The credential's secret parts (raw and as sent), scrubbed from recordings.
+    pub secrets: Vec<Secret<String>>,
     request_timeout: Duration,
     retries: u32,
 }
@@ -148,9 +150,11 @@ impl Upstream {
                 ));
             }
         };
+        let mut secrets = Vec::new();
         let credential = match &t.credential {
             Some(CredentialConfig::Bearer { token }) => {
                 let token = token.resolve(&format!("{at}.credential.token"))?;
+                secrets.push(token.clone());
                 Some((
                     http::header::AUTHORIZATION,
                     format!("Bearer {}", token.expose()),
@@ -158,12 +162,14 @@ impl Upstream {
             }
             Some(CredentialConfig::Basic { username, password }) => {
                 let password = password.resolve(&format!("{at}.credential.password"))?;
+                secrets.push(password.clone());
                 let raw = format!("{username}:{}", password.expose());
                 let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
                 Some((http::header::AUTHORIZATION, format!("Basic {encoded}")))
             }
             Some(CredentialConfig::Header { name, value }) => {
                 let value = value.resolve(&format!("{at}.credential.value"))?;
+                secrets.push(value.clone());
                 let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                     HttpError::config(format!("{at}.credential.name"), "not a header name")
                 })?;
@@ -173,6 +179,7 @@ impl Upstream {
         };
         let credential = match credential {
             Some((name, value)) => {
+                secrets.push(Secret::new(value.clone()));
                 let mut v = HeaderValue::from_str(&value).map_err(|_| {
                     HttpError::config(
                         format!("{at}.credential"),
@@ -192,6 +199,7 @@ impl Upstream {
             pool: pool(t, tls.clone(), false),
             upgrade_pool: pool(t, tls, true),
             credential,
+            secrets,
             request_timeout: t.request_timeout,
             retries: t.retries,
         })
