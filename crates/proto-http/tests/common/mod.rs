@@ -121,14 +121,13 @@ pub fn upstream_app() -> Router {
                 ws.on_upgrade(move |mut socket| async move {
                     let _ = socket.send(Message::Text(format!("auth:{auth}").into())).await;
                     while let Some(Ok(msg)) = socket.recv().await {
-                        match msg {
-                            Message::Text(t) => {
-                                if socket.send(Message::Text(format!("echo:{t}").into())).await.is_err() {
-                                    break;
-                                }
-                            }
+                        let reply = match msg {
+                            Message::Text(t) => Message::Text(format!("echo:{t}").into()),
                             Message::Close(_) => break,
-                            _ => {}
+                            _ => continue,
+                        };
+                        if socket.send(reply).await.is_err() {
+                            break;
                         }
                     }
                 })
@@ -187,6 +186,8 @@ pub fn nginx_binary() -> Option<PathBuf> {
 }
 
 /// Starts nginx; `extra` is put inside the `server` block.
+// `Nginx::drop` kills and waits for the child.
+#[allow(clippy::zombie_processes)]
 pub async fn start_nginx(extra: &str) -> Nginx {
     let bin = nginx_binary().expect("nginx is installed (apt-get install nginx-light)");
     let dir = tempfile::tempdir().unwrap();
