@@ -10,7 +10,7 @@ use portcullis_core::Pipeline;
 use portcullis_identity::{Authenticator, IdentityConfig};
 use portcullis_proto_http::{HttpGateway, HttpGatewayConfig};
 use portcullis_recording::{Durability, Recorder, RecordingConfig};
-use tokio::io::AsyncReadExt;
+use std::io::Read;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers: usize = std::env::var("BENCH_WORKERS")
@@ -25,9 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let body: &'static str = Box::leak(
-        format!("{{\"data\":\"{}\"}}", "x".repeat(1024 - 11)).into_boxed_str(),
-    );
+    let body: &'static str =
+        Box::leak(format!("{{\"data\":\"{}\"}}", "x".repeat(1024 - 11)).into_boxed_str());
     let app = axum::Router::new().route(
         "/data",
         axum::routing::get(move || async move { ([("content-type", "application/json")], body) }),
@@ -49,7 +48,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let dir = std::env::var("BENCH_STORE")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir().join(format!("portcullis-http-bench-{}", std::process::id())));
+        .unwrap_or_else(|_| {
+            std::env::temp_dir().join(format!("portcullis-http-bench-{}", std::process::id()))
+        });
     let mut rc = RecordingConfig::new(&dir);
     rc.durability = Durability::Batched;
     let recorder = Recorder::open(&rc)?;
@@ -90,8 +91,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("store={}", dir.display());
 
     // Serve until stdin closes.
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        std::io::stdin().read_to_end(&mut sink)
+    })
+    .await;
     let _ = stop.send(());
     server.await??;
     let stats = recorder.shutdown().await?;
