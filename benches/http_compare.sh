@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Compares 1 KiB GET responses: direct to the upstream, through an nginx reverse proxy, and
+# through the Portcullis HTTP gateway (JWT identity, HTTP policy and recording on).
+# wrk with 1 and 32 connections, runs alternated, throughput ratios and p50/p99 latency.
+#
+#   benches/http_compare.sh            # DURATION=10s ROUNDS=2 by default
+#
+# Needs wrk and nginx (apt-get install -y wrk nginx-light). Everything listens on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-2}
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)"; exit 1; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "nginx is not installed (apt-get install -y nginx-light)"; exit 1; }
+
+cargo build --release -q -p portcullis-proto-http --example http_bench
+RUNNER=target/release/examples/http_bench
+
+WORK=$(mktemp -d)
+mkfifo "$WORK/stdin"
+BENCH_STORE="$WORK/store" BENCH_WORKERS=${BENCH_WORKERS:-1} "$RUNNER" <"$WORK/stdin" >"$WORK/runner.out" 2>"$WORK/runner.err" &
+RUNNER_PID=$!
+exec 9>"$WORK/stdin"
+NGINX_PID=""
+cleanup() {
+  exec 9>&- || true
+  wait "$RUNNER_PID" 2>/dev/null || true
+  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do grep -q '^store=' "$WORK/runner.out" 2>/dev/null && break; sleep 0.1; done
+UPSTREAM=$(sed -n 's/^upstream=//p' "$WORK/runner.out")
+GATEWAY=$(sed -n 's/^gateway=//p' "$WORK/runner.out")
+TOKEN=$(sed -n 's/^token=//p' "$WORK/runner.out")
+
+NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  upstream api { server $UPSTREAM; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+"$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+NGINX_PID=$!
+sleep 0.5
+
+run() { # name conns url [header]
+  local name=$1 conns=$2 url=$3 threads=1
+  [ "$conns" -gt 1 ] && threads=2
+  local out
+  if [ -n "${4:-}" ]; then
+    out=$(wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -H "$4" "$url")
+  else
+    out=$(wrk -t"$threads" -c"$conns" -d"$DURATION" --latency "$url")
+  fi
+  local rps p50 p99 non2xx
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  printf '%-10s c=%-3s rps=%-10s p50=%-9s p99=%-9s %s\n' "$name" "$conns" "$rps" "$p50" "$p99" "${non2xx:+non2xx=$non2xx}"
+  echo "$name $conns $rps" >>"$WORK/results"
+}
+
+# Sanity: each path answers 200.
+curl -fsS -o /dev/null "http://$UPSTREAM/data"
+curl -fsS -o /dev/null "http://127.0.0.1:$NGINX_PORT/data"
+curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://$GATEWAY/data"
+
+echo "machine: $(nproc) cores (shared); duration $DURATION per run, $ROUNDS alternating rounds"
+for conns in 1 32; do
+  for round in $(seq "$ROUNDS"); do
+    run direct "$conns" "http://$UPSTREAM/data"
+    run nginx "$conns" "http://127.0.0.1:$NGINX_PORT/data"
+    run portcullis "$conns" "http://$GATEWAY/data" "Authorization: Bearer $TOKEN"
+  done
+done
+
+echo "--- mean requests/s and ratio to direct"
+awk '{ sum[$1" "$2]+=$3; n[$1" "$2]++ }
+     END {
+       split("1 32", cs, " ");
+       for (i in cs) { c=cs[i]; d=sum["direct "c]/n["direct "c];
+         for (name in sum) { split(name, p, " "); if (p[2]==c)
+           printf "%-10s c=%-3s %10.0f req/s  %.2fx of direct\n", p[1], c, sum[name]/n[name], (sum[name]/n[name])/d } } }' \
+  "$WORK/results" | sort -k2,2 -k1,1
