@@ -112,13 +112,17 @@ impl CastWriter {
 
     /// A terminal resize.
     pub async fn resize(&mut self, width: u32, height: u32) -> Result<(), SshError> {
-        let line = serde_json::json!([self.elapsed(), "r", format!("{width}x{height}")]).to_string();
+        let line =
+            serde_json::json!([self.elapsed(), "r", format!("{width}x{height}")]).to_string();
         self.line(line).await
     }
 
     /// Flushes, syncs and closes the file; returns its name and hash.
     pub async fn finish(mut self) -> Result<CastFile, SshError> {
-        for (code, carry) in [("o", std::mem::take(&mut self.carry_out)), ("i", std::mem::take(&mut self.carry_in))] {
+        for (code, carry) in [
+            ("o", std::mem::take(&mut self.carry_out)),
+            ("i", std::mem::take(&mut self.carry_in)),
+        ] {
             if !carry.is_empty() {
                 let text = String::from_utf8_lossy(&carry).into_owned();
                 let line = serde_json::json!([self.elapsed(), code, text]).to_string();
@@ -204,8 +208,10 @@ mod tests {
         assert_eq!(done.sha256, hex::encode(Sha256::digest(&bytes)));
         assert_eq!(done.bytes, bytes.len() as u64);
         let text = String::from_utf8(bytes).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines[0]["version"], 2);
         assert_eq!(lines[1][1], "o");
         assert_eq!(lines[1][2], "hello\r\n");

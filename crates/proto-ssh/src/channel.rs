@@ -103,7 +103,14 @@ pub(crate) async fn run(
         Start::Subsystem(name) if name == "sftp" => true,
         Start::Subsystem(name) => {
             let message = format!("subsystem {name} is not supported by this gateway");
-            record_gateway_refusal(&gw, &state, format!("subsystem {name}"), "ssh-subsystem", &message).await;
+            record_gateway_refusal(
+                &gw,
+                &state,
+                format!("subsystem {name}"),
+                "ssh-subsystem",
+                &message,
+            )
+            .await;
             refuse(&chan, &format!("Portcullis: {message}\r\n"), EXIT_DENIED).await;
             return;
         }
@@ -120,7 +127,14 @@ pub(crate) async fn run(
     };
     if file_transfer && !open.target.endpoint.config.allow_file_transfer {
         let message = format!("file transfer (sftp/scp) is not allowed on target {target_name}");
-        record_gateway_refusal(&gw, &state, command.summary(), "ssh-file-transfer", &message).await;
+        record_gateway_refusal(
+            &gw,
+            &state,
+            command.summary(),
+            "ssh-file-transfer",
+            &message,
+        )
+        .await;
         refuse(&chan, &format!("Portcullis: {message}\r\n"), EXIT_DENIED).await;
         return;
     }
@@ -138,8 +152,7 @@ pub(crate) async fn run(
             });
         }
     });
-    let request =
-        CommandRequest::new(open.context.clone(), seq, command).with_notifier(notifier);
+    let request = CommandRequest::new(open.context.clone(), seq, command).with_notifier(notifier);
     let mut pipeline = gw.pipeline.build();
     let decided = match pipeline.ready().await {
         Ok(svc) => svc.call(request.clone()).await,
@@ -149,7 +162,12 @@ pub(crate) async fn run(
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(session = %state.id, seq, error = %e, "command refused by the pipeline");
-            refuse(&chan, &format!("Portcullis: command refused: {e}\r\n"), EXIT_DENIED).await;
+            refuse(
+                &chan,
+                &format!("Portcullis: command refused: {e}\r\n"),
+                EXIT_DENIED,
+            )
+            .await;
             return;
         }
     };
@@ -160,7 +178,10 @@ pub(crate) async fn run(
         } else {
             "denied"
         };
-        let message = format!("Portcullis: {what} by policy rule {}: {}\r\n", d.rule, d.reason);
+        let message = format!(
+            "Portcullis: {what} by policy rule {}: {}\r\n",
+            d.rule, d.reason
+        );
         tracing::info!(session = %state.id, seq, rule = %d.rule, "ssh command denied");
         refuse(&chan, &message, EXIT_DENIED).await;
         return;
@@ -176,7 +197,12 @@ pub(crate) async fn run(
     if mask && let Err(e) = response.hooks.begin_stream(false) {
         completion.error = Some(e.to_string());
         response.hooks.finish(&mut completion);
-        refuse(&chan, &format!("Portcullis: output refused: {e}\r\n"), EXIT_DENIED).await;
+        refuse(
+            &chan,
+            &format!("Portcullis: output refused: {e}\r\n"),
+            EXIT_DENIED,
+        )
+        .await;
         return;
     }
 
@@ -195,7 +221,12 @@ pub(crate) async fn run(
     let (cast_tx, cast_task) = match (&gw.settings.recordings_dir, &pty) {
         (Some(dir), Some(p)) => {
             let name = format!("{}-{seq}.cast", state.id);
-            let title = format!("{} {} {}", open.context.identity.subject, target_name, request.command.summary());
+            let title = format!(
+                "{} {} {}",
+                open.context.identity.subject,
+                target_name,
+                request.command.summary()
+            );
             match CastWriter::create(dir, name, p.cols, p.rows, &p.term, &title).await {
                 Ok(writer) => {
                     let (tx, rx) = mpsc::channel(CAST_QUEUE);
@@ -206,7 +237,12 @@ pub(crate) async fn run(
                     let _ = up.close().await;
                     completion.error = Some(e.to_string());
                     response.hooks.finish(&mut completion);
-                    refuse(&chan, &format!("Portcullis: session recording failed: {e}\r\n"), EXIT_FAILED).await;
+                    refuse(
+                        &chan,
+                        &format!("Portcullis: session recording failed: {e}\r\n"),
+                        EXIT_FAILED,
+                    )
+                    .await;
                     return;
                 }
             }
@@ -230,16 +266,27 @@ pub(crate) async fn run(
         stop_rx,
     ));
 
-    let outcome = pump_output(
-        up_rx,
-        &client_tx,
-        &mut response.hooks,
-        stderr_hook.as_deref_mut(),
-        mask,
-        cast_tx.as_ref(),
-        gw.settings.idle_flush,
-    )
-    .await;
+    let mut outcome = Outcome::default();
+    let mut closed = state.closed.subscribe();
+    let connection_gone = tokio::select! {
+        () = pump_output(
+            up_rx,
+            &client_tx,
+            &mut response.hooks,
+            stderr_hook.as_deref_mut(),
+            mask,
+            cast_tx.as_ref(),
+            gw.settings.idle_flush,
+            &mut outcome,
+        ) => false,
+        _ = closed.wait_for(|c| *c) => true,
+    };
+    if connection_gone {
+        outcome.client_gone = true;
+        outcome
+            .error
+            .get_or_insert_with(|| "client disconnected".into());
+    }
     let _ = stop_input.send(());
     let _ = input.await;
     drop(cast_tx);
@@ -260,7 +307,9 @@ pub(crate) async fn run(
                 completion.error.get_or_insert_with(|| e.to_string());
             }
             Err(e) => {
-                completion.error.get_or_insert_with(|| format!("recording task failed: {e}"));
+                completion
+                    .error
+                    .get_or_insert_with(|| format!("recording task failed: {e}"));
             }
         }
     }
@@ -277,7 +326,13 @@ pub(crate) async fn run(
             }
             (None, Some(sig)) => {
                 let _ = handle
-                    .exit_signal_request(client_tx.id(), sig.clone(), false, String::new(), String::new())
+                    .exit_signal_request(
+                        client_tx.id(),
+                        sig.clone(),
+                        false,
+                        String::new(),
+                        String::new(),
+                    )
                     .await;
             }
             (None, None) => {
@@ -346,12 +401,21 @@ async fn open_upstream(
     start: &Start,
     pty: Option<&PtyRequest>,
 ) -> Result<Channel<russh::client::Msg>, SshError> {
-    let failed = |e: russh::Error| SshError::Upstream(format!("opening a channel on the host: {e}"));
+    let failed =
+        |e: russh::Error| SshError::Upstream(format!("opening a channel on the host: {e}"));
     let up = open.upstream.channel_open_session().await.map_err(failed)?;
     if let Some(p) = pty {
-        up.request_pty(false, &p.term, p.cols, p.rows, p.pix_width, p.pix_height, &p.modes)
-            .await
-            .map_err(failed)?;
+        up.request_pty(
+            false,
+            &p.term,
+            p.cols,
+            p.rows,
+            p.pix_width,
+            p.pix_height,
+            &p.modes,
+        )
+        .await
+        .map_err(failed)?;
     }
     match start {
         Start::Exec(command) => up.exec(true, command.as_bytes()).await,
@@ -441,6 +505,7 @@ async fn pump_input(
     }
 }
 
+#[derive(Default)]
 struct Outcome {
     bytes: u64,
     exit_status: Option<u32>,
@@ -451,6 +516,7 @@ struct Outcome {
 
 /// Host to client: stdout and stderr through the masking hooks chunk by chunk,
 /// flushed when output goes idle and at EOF; exit status and signal noted.
+#[allow(clippy::too_many_arguments)]
 async fn pump_output(
     mut up: russh::ChannelReadHalf,
     client: &ChannelWriteHalf<Msg>,
@@ -459,14 +525,8 @@ async fn pump_output(
     mask: bool,
     cast: Option<&mpsc::Sender<CastEvent>>,
     idle: std::time::Duration,
-) -> Outcome {
-    let mut out = Outcome {
-        bytes: 0,
-        exit_status: None,
-        exit_signal: None,
-        error: None,
-        client_gone: false,
-    };
+    out: &mut Outcome,
+) {
     let mut dirty = false;
     loop {
         let msg = if dirty {
@@ -474,7 +534,9 @@ async fn pump_output(
                 Ok(m) => m,
                 Err(_) => {
                     dirty = false;
-                    if let Err(e) = flush(hooks, stderr_hook.as_deref_mut(), client, cast, &mut out).await {
+                    if let Err(e) =
+                        flush(hooks, stderr_hook.as_deref_mut(), client, cast, out).await
+                    {
                         out.error = Some(e);
                         break;
                     }
@@ -492,7 +554,7 @@ async fn pump_output(
                     break;
                 }
                 dirty |= mask;
-                if let Err(e) = send(client, None, buf, cast, &mut out).await {
+                if let Err(e) = send(client, None, buf, cast, out).await {
                     out.error = Some(e);
                     break;
                 }
@@ -506,7 +568,7 @@ async fn pump_output(
                     break;
                 }
                 dirty |= mask;
-                if let Err(e) = send(client, Some(ext), buf, cast, &mut out).await {
+                if let Err(e) = send(client, Some(ext), buf, cast, out).await {
                     out.error = Some(e);
                     break;
                 }
@@ -518,7 +580,7 @@ async fn pump_output(
             }
             Some(ChannelMsg::Eof) => {
                 dirty = false;
-                if let Err(e) = flush(hooks, stderr_hook.as_deref_mut(), client, cast, &mut out).await {
+                if let Err(e) = flush(hooks, stderr_hook.as_deref_mut(), client, cast, out).await {
                     out.error = Some(e);
                     break;
                 }
@@ -533,11 +595,10 @@ async fn pump_output(
         }
     }
     if !out.client_gone && dirty {
-        if let Err(e) = flush(hooks, stderr_hook.as_deref_mut(), client, cast, &mut out).await {
+        if let Err(e) = flush(hooks, stderr_hook.as_deref_mut(), client, cast, out).await {
             out.error.get_or_insert(e);
         }
     }
-    out
 }
 
 /// Emits what the masking hooks were holding back.

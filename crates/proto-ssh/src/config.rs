@@ -172,9 +172,7 @@ impl SshUpstreamConfig {
         if let Some(var) = &self.password_env {
             return std::env::var(var)
                 .map(|v| UpstreamCredential::Password(Secret::new(v)))
-                .map_err(|_| {
-                    SshError::Config(format!("password_env: variable {var} is not set"))
-                });
+                .map_err(|_| SshError::Config(format!("password_env: variable {var} is not set")));
         }
         if let Some(path) = &self.password_file {
             return std::fs::read_to_string(path)
@@ -183,9 +181,7 @@ impl SshUpstreamConfig {
                         s.trim_end_matches(['\r', '\n']).to_string(),
                     ))
                 })
-                .map_err(|e| {
-                    SshError::Config(format!("password_file {}: {e}", path.display()))
-                });
+                .map_err(|e| SshError::Config(format!("password_file {}: {e}", path.display())));
         }
         Err(SshError::Config("no upstream credential".into()))
     }
@@ -198,7 +194,10 @@ impl SshUpstreamConfig {
                 self.address
             )));
         }
-        self.host_keys.iter().map(|s| HostKeyPin::parse(s)).collect()
+        self.host_keys
+            .iter()
+            .map(|s| HostKeyPin::parse(s))
+            .collect()
     }
 }
 
@@ -216,7 +215,9 @@ impl HostKeyPin {
         let text = text.trim();
         if let Some(rest) = text.strip_prefix("SHA256:") {
             if rest.is_empty() || rest.contains(char::is_whitespace) {
-                return Err(SshError::Config(format!("bad host key fingerprint {text:?}")));
+                return Err(SshError::Config(format!(
+                    "bad host key fingerprint {text:?}"
+                )));
             }
             return Ok(Self {
                 fingerprint: text.to_string(),
@@ -226,9 +227,7 @@ impl HostKeyPin {
         // A known_hosts line starts with host patterns; a key line with the algorithm.
         let start = words
             .iter()
-            .position(|w| {
-                w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-")
-            })
+            .position(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-"))
             .ok_or_else(|| SshError::Config(format!("bad host key {text:?}")))?;
         let line = words.get(start..).unwrap_or_default().join(" ");
         let key = parse_public_key(&line)?;
@@ -257,7 +256,8 @@ fn short(s: &str) -> String {
 mod tests {
     use super::*;
 
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA0/y26KBsAOgNq+jlLYqHV3pbatz1DjDOsuaIvWnG/g test";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA0/y26KBsAOgNq+jlLYqHV3pbatz1DjDOsuaIvWnG/g test";
 
     #[test]
     fn pins_parse_in_every_form() {
@@ -297,7 +297,10 @@ mod tests {
             "#
         ))
         .unwrap();
-        assert!(matches!(u.credential().unwrap(), UpstreamCredential::Password(_)));
+        assert!(matches!(
+            u.credential().unwrap(),
+            UpstreamCredential::Password(_)
+        ));
         assert_eq!(u.pins().unwrap().len(), 1);
     }
 }

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portcullis_core::{
-    AuthMethod, Command, Decision, Event, EventKind, Identity, Protocol, Secret,
-    SessionContext, SessionId, Timestamp,
+    AuthMethod, Command, Decision, Event, EventKind, Identity, Protocol, Secret, SessionContext,
+    SessionId, Timestamp,
 };
 use russh::keys::Certificate;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
@@ -38,6 +38,8 @@ pub(crate) struct ConnState {
     /// The last reason a login attempt failed (recorded if no session opens).
     pub refused: Mutex<Option<(Option<String>, Option<String>, SshError)>>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Turns true when the client connection has ended.
+    pub closed: watch::Sender<bool>,
 }
 
 impl ConnState {
@@ -72,15 +74,18 @@ pub(crate) async fn serve(
         open: Mutex::new(None),
         refused: Mutex::new(None),
         tasks: Mutex::new(Vec::new()),
+        closed: watch::channel(false).0,
     });
     let handler = ConnHandler {
         gw: gw.clone(),
         state: state.clone(),
         pending: None,
     };
-    let started =
-        tokio::time::timeout(gw.settings.login_timeout, russh::server::run_stream(gw.russh.clone(), tcp, handler))
-            .await;
+    let started = tokio::time::timeout(
+        gw.settings.login_timeout,
+        russh::server::run_stream(gw.russh.clone(), tcp, handler),
+    )
+    .await;
     let running = match started {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -137,6 +142,7 @@ pub(crate) async fn serve(
         }
     }
     // Channel tasks end once the client side is gone; their results are recorded first.
+    state.closed.send_replace(true);
     let tasks = state
         .tasks
         .lock()
@@ -255,7 +261,9 @@ impl ConnHandler {
 
     fn certificate_identity(&self, login: &str, cert: &Certificate) -> Result<Identity, SshError> {
         if self.gw.cas.is_empty() {
-            return Err(SshError::Auth("no user certificate authority is trusted".into()));
+            return Err(SshError::Auth(
+                "no user certificate authority is trusted".into(),
+            ));
         }
         if cert.cert_type() != russh::keys::ssh_key::certificate::CertType::User {
             return Err(SshError::Auth("not a user certificate".into()));
@@ -266,9 +274,13 @@ impl ConnHandler {
             .unwrap_or(0);
         let ca_fp = fingerprint(&russh::keys::PublicKey::from(cert.signature_key().clone()));
         let Some((_, ca)) = self.gw.cas.iter().find(|(fp, _)| *fp == ca_fp) else {
-            return Err(SshError::Auth(format!("certificate signed by untrusted CA {ca_fp}")));
+            return Err(SshError::Auth(format!(
+                "certificate signed by untrusted CA {ca_fp}"
+            )));
         };
-        let trusted = [cert.signature_key().fingerprint(russh::keys::HashAlg::Sha256)];
+        let trusted = [cert
+            .signature_key()
+            .fingerprint(russh::keys::HashAlg::Sha256)];
         cert.validate_at(now, trusted.iter())
             .map_err(|e| SshError::Auth(format!("certificate not valid: {e}")))?;
         let target = login.rsplit_once('+').map_or(login, |(_, t)| t);
@@ -308,7 +320,8 @@ impl ConnHandler {
                     portcullis_core::Error::Client(m) => m,
                     other => other.to_string(),
                 };
-                self.state.refuse(None, Some(login.to_string()), SshError::Auth(message));
+                self.state
+                    .refuse(None, Some(login.to_string()), SshError::Auth(message));
                 reject()
             }
         }
@@ -353,7 +366,7 @@ impl russh::server::Handler for ConnHandler {
 
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
+        user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         let known = self
@@ -361,11 +374,18 @@ impl russh::server::Handler for ConnHandler {
             .keys
             .iter()
             .any(|(k, _)| k.key_data() == offer.public_key.key_data());
-        Ok(if known || !self.gw.cas.is_empty() {
-            Auth::Accept
-        } else {
-            reject()
-        })
+        if known || !self.gw.cas.is_empty() {
+            return Ok(Auth::Accept);
+        }
+        self.state.refuse(
+            None,
+            Some(user.to_string()),
+            SshError::Auth(format!(
+                "public key {} is not mapped to an identity",
+                fingerprint(offer.public_key)
+            )),
+        );
+        Ok(reject())
     }
 
     async fn auth_publickey(
@@ -440,8 +460,11 @@ impl russh::server::Handler for ConnHandler {
             Ok(u) => u,
             Err(e) => {
                 let message = format!("Portcullis: {e}");
-                self.state
-                    .refuse(Some(identity.subject.clone()), Some(target.target.name.clone()), e);
+                self.state.refuse(
+                    Some(identity.subject.clone()),
+                    Some(target.target.name.clone()),
+                    e,
+                );
                 session.disconnect(russh::Disconnect::ByApplication, &message, "")?;
                 return Ok(());
             }
@@ -455,7 +478,10 @@ impl russh::server::Handler for ConnHandler {
         });
         let mut details = BTreeMap::new();
         details.insert("login".to_string(), login);
-        details.insert("upstream_user".to_string(), target.endpoint.config.user.clone());
+        details.insert(
+            "upstream_user".to_string(),
+            target.endpoint.config.user.clone(),
+        );
         details.insert(
             "client_version".to_string(),
             String::from_utf8_lossy(session.remote_sshid()).into_owned(),
@@ -495,7 +521,9 @@ impl russh::server::Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(open) = self.state.opened() else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         let running = match self.state.tasks.lock() {
@@ -565,8 +593,12 @@ impl russh::server::Handler for ConnHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let reason = "socket forwarding is disabled on this gateway";
-        self.record_refusal(format!("direct-streamlocal {socket_path}"), "ssh-forwarding", reason)
-            .await;
+        self.record_refusal(
+            format!("direct-streamlocal {socket_path}"),
+            "ssh-forwarding",
+            reason,
+        )
+        .await;
         reply
             .reject(ChannelOpenFailure::Other {
                 code: 1,

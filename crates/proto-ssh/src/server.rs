@@ -81,14 +81,13 @@ impl SshGatewayBuilder {
 
     /// Finishes the gateway: loads the host key and parses the client keys.
     pub fn build(self) -> Result<SshGateway, SshError> {
-        let host_key = russh::keys::load_secret_key(&self.settings.host_key_file, None).map_err(
-            |e| {
+        let host_key =
+            russh::keys::load_secret_key(&self.settings.host_key_file, None).map_err(|e| {
                 SshError::Config(format!(
                     "host_key_file {}: {e}",
                     self.settings.host_key_file.display()
                 ))
-            },
-        )?;
+            })?;
         let mut keys = Vec::new();
         for k in &self.settings.keys {
             keys.push((parse_public_key(&k.public_key)?, k.clone()));
@@ -191,7 +190,10 @@ impl SshGateway {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(left = sessions.len(), "ssh sessions still open after the grace period");
+            tracing::warn!(
+                left = sessions.len(),
+                "ssh sessions still open after the grace period"
+            );
             sessions.shutdown().await;
         }
         Ok(())
