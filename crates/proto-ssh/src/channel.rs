@@ -594,10 +594,11 @@ async fn pump_output(
             Some(_) => {}
         }
     }
-    if !out.client_gone && dirty {
-        if let Err(e) = flush(hooks, stderr_hook.as_deref_mut(), client, cast, out).await {
-            out.error.get_or_insert(e);
-        }
+    if !out.client_gone
+        && dirty
+        && let Err(e) = flush(hooks, stderr_hook, client, cast, out).await
+    {
+        out.error.get_or_insert(e);
     }
 }
 

@@ -29,6 +29,9 @@ pub(crate) struct OpenSession {
     pub upstream: Arc<UpstreamHandle>,
 }
 
+/// Why a login failed: claimed or verified subject, requested target, the error.
+pub(crate) type Refusal = (Option<String>, Option<String>, SshError);
+
 /// State shared by a connection's handler, its channel tasks and its supervisor.
 pub(crate) struct ConnState {
     pub id: SessionId,
@@ -36,7 +39,7 @@ pub(crate) struct ConnState {
     pub seq: AtomicU64,
     pub open: Mutex<Option<Arc<OpenSession>>>,
     /// The last reason a login attempt failed (recorded if no session opens).
-    pub refused: Mutex<Option<(Option<String>, Option<String>, SshError)>>,
+    pub refused: Mutex<Option<Refusal>>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Turns true when the client connection has ended.
     pub closed: watch::Sender<bool>,
@@ -49,6 +52,15 @@ impl ConnState {
 
     fn opened(&self) -> Option<Arc<OpenSession>> {
         self.open.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Notes why a login failed unless a more specific reason is already known.
+    fn refuse_weak(&self, subject: Option<String>, target: Option<String>, err: SshError) {
+        if let Ok(mut slot) = self.refused.lock()
+            && slot.is_none()
+        {
+            *slot = Some((subject, target, err));
+        }
     }
 
     fn refuse(&self, subject: Option<String>, target: Option<String>, err: SshError) {
@@ -377,7 +389,7 @@ impl russh::server::Handler for ConnHandler {
         if known || !self.gw.cas.is_empty() {
             return Ok(Auth::Accept);
         }
-        self.state.refuse(
+        self.state.refuse_weak(
             None,
             Some(user.to_string()),
             SshError::Auth(format!(
@@ -396,7 +408,7 @@ impl russh::server::Handler for ConnHandler {
         match self.key_identity(key.public_key) {
             Some(identity) => Ok(self.admit(user, identity)),
             None => {
-                self.state.refuse(
+                self.state.refuse_weak(
                     None,
                     Some(user.to_string()),
                     SshError::Auth(format!(

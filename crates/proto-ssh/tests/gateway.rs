@@ -473,3 +473,134 @@ async fn a_stalled_session_does_not_stall_another() {
     assert!(slow.wait().await.unwrap().success());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_typed_at_the_prompt_logs_in() {
+    let auth = portcullis_identity::Authenticator::from_config(
+        &toml::from_str(
+            r#"
+            [dev_signer]
+            issuer = "portcullis-dev"
+            audience = "portcullis"
+            secret = "a development secret of 32+ bytes"
+            "#,
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let token = auth
+        .mint_dev_token("bob", &["ops".into()], Duration::from_secs(600))
+        .unwrap();
+    let h = Harness::start(Options {
+        verifier: Some(std::sync::Arc::new(auth)),
+        ..Default::default()
+    })
+    .await;
+    let login = |secret: &str| {
+        let askpass = h.dir.path().join(format!("askpass-{}", secret.len()));
+        std::fs::write(&askpass, format!("#!/bin/sh\necho '{secret}'\n")).unwrap();
+        std::fs::set_permissions(
+            &askpass,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", h.known_hosts().display()))
+            .args(["-o", "PreferredAuthentications=keyboard-interactive"])
+            .args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ])
+            .arg("-p")
+            .arg(h.port.to_string())
+            .arg("box@127.0.0.1")
+            .arg("echo via-token")
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null());
+        cmd
+    };
+    let out = login(token.expose()).output().await.unwrap();
+    assert_eq!(text(&out.stdout), "via-token\n", "{}", text(&out.stderr));
+    let out = login("not-a-token").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let events = h
+        .wait_event(|e| matches!(e.kind, EventKind::SessionRefused { .. }))
+        .await;
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::SessionOpened { identity, .. } if identity.subject == "bob" && identity.method == AuthMethod::Jwt)));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_certificates_from_a_trusted_ca_log_in() {
+    let keys = tempfile::tempdir().unwrap();
+    let ca = portcullis_testkit::generate_keypair(keys.path(), "ca").unwrap();
+    let h = Harness::start(Options {
+        user_ca: Some(ca.public_key.clone()),
+        ..Default::default()
+    })
+    .await;
+    let sign = |name: &str, principals: &str| {
+        let key = portcullis_testkit::generate_keypair(keys.path(), name).unwrap();
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&ca.private_key)
+            .args([
+                "-I",
+                &format!("{name}-id"),
+                "-n",
+                principals,
+                "-V",
+                "-5m:+1h",
+            ])
+            .arg(keys.path().join(format!("{name}.pub")))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        key
+    };
+    let carol = sign("carol", "box");
+    let out = h
+        .ssh("box", &carol.private_key)
+        .arg("-o")
+        .arg(format!(
+            "CertificateFile={}",
+            keys.path().join("carol-cert.pub").display()
+        ))
+        .arg("echo certified")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "certified\n", "{}", text(&out.stderr));
+
+    let dave = sign("dave", "elsewhere");
+    let out = h
+        .ssh("box", &dave.private_key)
+        .arg("-o")
+        .arg(format!(
+            "CertificateFile={}",
+            keys.path().join("dave-cert.pub").display()
+        ))
+        .arg("echo no")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let events = h
+        .wait_event(|e| {
+            matches!(&e.kind,
+            EventKind::SessionRefused { reason, .. } if reason.contains("principals"))
+        })
+        .await;
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::SessionOpened { identity, .. }
+            if identity.subject == "carol-id" && identity.method == AuthMethod::SshCertificate)));
+    h.stop().await;
+}
