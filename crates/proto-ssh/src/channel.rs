@@ -264,6 +264,7 @@ pub(crate) async fn run(
         cast_tx.clone(),
         input_hook,
         stop_rx,
+        gw.settings.max_input_buffer,
     ));
 
     let mut outcome = Outcome::default();
@@ -448,7 +449,34 @@ async fn pump_input(
     cast: Option<mpsc::Sender<CastEvent>>,
     mut hook: Option<Box<dyn OutputHook>>,
     mut stop: oneshot::Receiver<()>,
+    max_buffer: usize,
 ) {
+    // Reading the client channel never waits for the host: a separate writer drains a
+    // queue bounded to `max_buffer` bytes. Waiting here would stall russh's session loop,
+    // and with it this connection's output, while the host waits for that output to
+    // drain before it reads more input.
+    let budget = max_buffer.clamp(1 << 16, u32::MAX as usize);
+    let credit = Arc::new(tokio::sync::Semaphore::new(budget));
+    let (queue, mut queued) =
+        mpsc::unbounded_channel::<(Upward, Option<tokio::sync::OwnedSemaphorePermit>)>();
+    let writer_up = up.clone();
+    let writer = tokio::spawn(async move {
+        while let Some((item, permit)) = queued.recv().await {
+            let ok = match item {
+                Upward::Data(data) => writer_up.data_bytes(data).await.is_ok(),
+                Upward::Eof => writer_up.eof().await.is_ok(),
+                Upward::Close => {
+                    let _ = writer_up.close().await;
+                    false
+                }
+            };
+            drop(permit);
+            if !ok {
+                break;
+            }
+        }
+    });
+    let up_queue = |item: Upward, permit| queue.send((item, permit)).is_ok();
     loop {
         let msg = tokio::select! {
             m = client.wait() => m,
@@ -466,12 +494,16 @@ async fn pump_input(
                         let _ = cast.send(CastEvent::Input(copy)).await;
                     }
                 }
-                if up.data_bytes(data).await.is_err() {
+                let need = u32::try_from(data.len().clamp(1, budget)).unwrap_or(u32::MAX);
+                let Ok(permit) = credit.clone().acquire_many_owned(need).await else {
+                    break;
+                };
+                if !up_queue(Upward::Data(data), Some(permit)) {
                     break;
                 }
             }
             Some(ChannelMsg::Eof) => {
-                let _ = up.eof().await;
+                up_queue(Upward::Eof, None);
             }
             Some(ChannelMsg::WindowChange {
                 col_width,
@@ -490,10 +522,21 @@ async fn pump_input(
                 let _ = up.signal(signal).await;
             }
             Some(ChannelMsg::Close) | None => {
-                let _ = up.close().await;
+                up_queue(Upward::Close, None);
                 break;
             }
             Some(_) => {}
+        }
+    }
+    drop(queue);
+    let mut writer = writer;
+    if stop_requested(&mut stop) {
+        writer.abort();
+    } else {
+        // The client closed: let the queued input reach the host, unless the host ends first.
+        tokio::select! {
+            _ = &mut writer => {}
+            _ = &mut stop => writer.abort(),
         }
     }
     if let (Some(cast), Some(h)) = (&cast, hook.as_mut()) {
@@ -503,6 +546,17 @@ async fn pump_input(
         }
         h.finish(&mut Completion::default());
     }
+}
+
+/// What the input writer sends to the host, in order.
+enum Upward {
+    Data(Bytes),
+    Eof,
+    Close,
+}
+
+fn stop_requested(stop: &mut oneshot::Receiver<()>) -> bool {
+    !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty))
 }
 
 #[derive(Default)]

@@ -66,6 +66,9 @@ pub struct SshSettings {
     /// Most session channels open at once per connection.
     #[serde(default = "default_max_channels")]
     pub max_channels: usize,
+    /// Client input queued per channel while the host is not reading it, in bytes.
+    #[serde(default = "default_max_input_buffer")]
+    pub max_input_buffer: usize,
 }
 
 fn yes() -> bool {
@@ -86,6 +89,9 @@ fn default_inactivity() -> Duration {
 fn default_max_channels() -> usize {
     10
 }
+fn default_max_input_buffer() -> usize {
+    16 << 20
+}
 
 impl SshSettings {
     /// Settings with defaults and the given host key file.
@@ -101,6 +107,7 @@ impl SshSettings {
             idle_flush: default_idle_flush(),
             inactivity_timeout: default_inactivity(),
             max_channels: default_max_channels(),
+            max_input_buffer: default_max_input_buffer(),
         }
     }
 }

@@ -604,3 +604,56 @@ async fn user_certificates_from_a_trusted_ca_log_in() {
             if identity.subject == "carol-id" && identity.method == AuthMethod::SshCertificate)));
     h.stop().await;
 }
+
+/// Sends `size` bytes through `ssh box cat` while reading the echo; returns the bytes
+/// read back, or `None` if the transfer made no progress for 30 s.
+async fn cat_through(h: &Harness, size: usize) -> (Option<usize>, std::process::ExitStatus) {
+    let mut child = h
+        .ssh("box", &h.alice.private_key)
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'x'; 1 << 16];
+        for _ in 0..size / chunk.len() {
+            if stdin.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut complete = true;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), stdout.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => total += n,
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    writer.abort();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("ssh did not exit")
+        .unwrap();
+    (complete.then_some(total), status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_input_and_output_at_once() {
+    // Input and its echo at once: the client's input is drained into a buffer while
+    // the echo flows back, so neither direction waits on the other.
+    let h = Harness::start(Options::default()).await;
+    let (got, status) = cat_through(&h, 8 << 20).await;
+    assert_eq!(got, Some(8 << 20));
+    assert!(status.success());
+    h.stop().await;
+}

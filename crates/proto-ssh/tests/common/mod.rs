@@ -43,6 +43,8 @@ pub struct Options {
     pub host_down: bool,
     /// A verifier for tokens typed as the password.
     pub verifier: Option<Arc<dyn CredentialVerifier>>,
+    /// `max_input_buffer` of the listener.
+    pub max_input_buffer: Option<usize>,
     /// Trusted user CA public key line.
     pub user_ca: Option<String>,
 }
@@ -88,6 +90,7 @@ impl Harness {
             host_key_file = "{host}"
             recordings_dir = "{casts}"
             login_timeout = "20s"
+            max_input_buffer = {max_input}
             [[keys]]
             subject = "alice"
             groups = ["ops"]
@@ -96,6 +99,7 @@ impl Harness {
             host = host.private_key.display(),
             casts = casts.display(),
             alice = alice.public_key,
+            max_input = options.max_input_buffer.unwrap_or(16 << 20),
         ))
         .unwrap();
         if let Some(ca) = &options.user_ca {
