@@ -290,6 +290,13 @@ impl ConnHandler {
                 "certificate signed by untrusted CA {ca_fp}"
             )));
         };
+        if !cert.critical_options().is_empty() {
+            // force-command and source-address would have to be enforced; refuse rather than ignore.
+            return Err(SshError::Auth(
+                "certificates with critical options (force-command, source-address) are not supported"
+                    .into(),
+            ));
+        }
         let trusted = [cert
             .signature_key()
             .fingerprint(russh::keys::HashAlg::Sha256)];

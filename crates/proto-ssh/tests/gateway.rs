@@ -593,10 +593,47 @@ async fn user_certificates_from_a_trusted_ca_log_in() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(255));
+    h.wait_event(|e| {
+        matches!(&e.kind,
+            EventKind::SessionRefused { reason, .. } if reason.contains("principals"))
+    })
+    .await;
+
+    // A certificate that restricts the command is refused, not trusted without the restriction.
+    let key = portcullis_testkit::generate_keypair(keys.path(), "erin").unwrap();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca.private_key)
+        .args([
+            "-I",
+            "erin-id",
+            "-n",
+            "box",
+            "-V",
+            "-5m:+1h",
+            "-O",
+            "force-command=true",
+        ])
+        .arg(keys.path().join("erin.pub"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = h
+        .ssh("box", &key.private_key)
+        .arg("-o")
+        .arg(format!(
+            "CertificateFile={}",
+            keys.path().join("erin-cert.pub").display()
+        ))
+        .arg("echo no")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
     let events = h
         .wait_event(|e| {
             matches!(&e.kind,
-            EventKind::SessionRefused { reason, .. } if reason.contains("principals"))
+            EventKind::SessionRefused { reason, .. } if reason.contains("critical options"))
         })
         .await;
     assert!(events.iter().any(|e| matches!(&e.kind,
