@@ -281,7 +281,9 @@ fn sshd_binary() -> Result<PathBuf> {
 
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn current_user() -> Result<String> {

@@ -37,7 +37,11 @@ fn sshd_accepts_its_authorized_key_and_refuses_others() {
         .arg("true")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(sshd.log().contains("Accepted publickey"));
 
     let pid: u32 = std::fs::read_to_string(sshd.dir().join("sshd.pid"))
