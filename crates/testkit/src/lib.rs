@@ -8,6 +8,8 @@
 //!   auth method, every statement logged with its `application_name`). ~1–2 s to start.
 //! - [`PgBouncer`]: Debian's `pgbouncer` in front of a cluster, transaction pooling by default.
 //! - [`Psql`]: the real `psql` client, against a cluster or anything that speaks PostgreSQL.
+//! - [`Sshd`]: the real OpenSSH server with its own host key and authorized keys
+//!   ([`generate_keypair`] makes client keys with `ssh-keygen`).
 //! - [`Process`]: a child process guard that kills on drop; [`free_port`], [`wait_for_tcp`].
 //!
 //! PostgreSQL binaries are taken from `$PG_BIN` or the highest version under
@@ -51,6 +53,7 @@ mod pg;
 mod pgbouncer;
 mod process;
 mod psql;
+mod sshd;
 
 pub use error::{Result, TestkitError};
 pub use net::{free_port, wait_for_tcp};
@@ -58,3 +61,4 @@ pub use pg::{ADMIN_USER, PgAuth, PgCluster, PgOptions, PgUser, pg_bin_dir};
 pub use pgbouncer::{BouncerAuth, PgBouncer, PgBouncerOptions, PoolMode};
 pub use process::{Process, RunAs, pid_alive};
 pub use psql::Psql;
+pub use sshd::{SshKeyPair, Sshd, SshdOptions, generate_keypair};
