@@ -56,7 +56,7 @@ pub enum Source {
         /// Bearer token.
         token: String,
         /// HTTP client.
-        client: HttpClient,
+        client: Box<HttpClient>,
     },
 }
 
@@ -82,7 +82,7 @@ impl Source {
                 Ok(Source::Gateway {
                     base: base.trim_end_matches('/').to_string(),
                     token,
-                    client,
+                    client: Box::new(client),
                 })
             }
             (None, Some(path)) => {
