@@ -11,7 +11,9 @@ use portcullis_approvals::ApprovalConfig;
 use portcullis_identity::IdentityConfig;
 use portcullis_masking::MaskingConfig;
 use portcullis_policy::PolicyConfig;
+use portcullis_proto_http::HttpGatewayConfig;
 use portcullis_proto_postgres::UpstreamConfig;
+use portcullis_proto_ssh::{SshSettings, SshUpstreamConfig};
 use portcullis_recording::RecordingConfig;
 use serde::Deserialize;
 
@@ -33,6 +35,12 @@ pub struct GatewayConfig {
     /// The PostgreSQL listener (`[postgres]`).
     #[serde(default)]
     pub postgres: Option<PostgresListenerConfig>,
+    /// The SSH listener (`[ssh]`).
+    #[serde(default)]
+    pub ssh: Option<SshListenerConfig>,
+    /// The HTTP gateway (`[http]`, with its own routes and targets: docs/http.md).
+    #[serde(default)]
+    pub http: Option<HttpGatewayConfig>,
     /// Targets by name (`[targets.NAME]`).
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
@@ -111,12 +119,67 @@ pub enum TlsMode {
     Files,
 }
 
+/// `[ssh]`: where SSH clients connect (`ssh -p PORT TARGET@gateway`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshListenerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Host key, client keys, CAs, timeouts (`[ssh.settings]`, docs/ssh.md).
+    pub settings: SshSettings,
+}
+
 /// `[targets.NAME]`: one upstream that identities reach through the gateway.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "protocol", rename_all = "snake_case")]
 pub enum TargetConfig {
     /// A PostgreSQL database.
     Postgres(PostgresTargetConfig),
+    /// An SSH host.
+    Ssh(SshTargetConfig),
+}
+
+impl TargetConfig {
+    /// Groups allowed to connect.
+    pub fn allowed_groups(&self) -> &[String] {
+        match self {
+            TargetConfig::Postgres(t) => &t.allowed_groups,
+            TargetConfig::Ssh(t) => &t.allowed_groups,
+        }
+    }
+
+    /// Statement or command rules, if any.
+    pub fn policy(&self) -> Option<&PolicyConfig> {
+        match self {
+            TargetConfig::Postgres(t) => t.policy.as_ref(),
+            TargetConfig::Ssh(t) => t.policy.as_ref(),
+        }
+    }
+
+    /// Output masking, if any.
+    pub fn masking(&self) -> Option<&MaskingConfig> {
+        match self {
+            TargetConfig::Postgres(t) => t.masking.as_ref(),
+            TargetConfig::Ssh(t) => t.masking.as_ref(),
+        }
+    }
+}
+
+/// An SSH target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshTargetConfig {
+    /// Groups allowed to connect at all.
+    pub allowed_groups: Vec<String>,
+    /// The host, the gateway's credential for it and its pinned host keys.
+    pub upstream: SshUpstreamConfig,
+    /// Command rules (exec commands are classified as `unsupported-command` until SSH
+    /// command rules exist; the target's `default` decides them).
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    /// Output masking.
+    #[serde(default)]
+    pub masking: Option<MaskingConfig>,
 }
 
 /// A PostgreSQL target.
@@ -151,8 +214,7 @@ impl GatewayConfig {
     pub fn masking_engine(&self) -> Result<portcullis_masking::MaskingEngine, String> {
         let mut maskers = BTreeMap::new();
         for (name, target) in &self.targets {
-            let TargetConfig::Postgres(t) = target;
-            if let Some(masking) = &t.masking {
+            if let Some(masking) = target.masking() {
                 let masker = portcullis_masking::Masker::new(masking)
                     .map_err(|e| format!("targets.{name}.masking: {e}"))?;
                 maskers.insert(name.clone(), masker);
@@ -166,8 +228,7 @@ impl GatewayConfig {
     pub fn policy_set(&self) -> Result<portcullis_policy::PolicySet, String> {
         let mut set = portcullis_policy::PolicySet::new(portcullis_policy::DefaultAction::Allow);
         for (name, target) in &self.targets {
-            let TargetConfig::Postgres(t) = target;
-            if let Some(policy) = &t.policy {
+            if let Some(policy) = target.policy() {
                 let compiled = portcullis_policy::CompiledPolicy::compile(policy)
                     .map_err(|e| format!("targets.{name}.policy: {e}"))?;
                 set.insert(name.clone(), compiled);
@@ -219,11 +280,39 @@ impl GatewayConfig {
             }
         }
         let mut has_postgres_target = false;
+        let mut has_ssh_target = false;
         for (name, target) in &self.targets {
             if name.is_empty() || name.len() > 63 {
                 return Err(format!("targets.{name}: name must be 1 to 63 bytes"));
             }
+            if target.allowed_groups().is_empty() {
+                return Err(format!(
+                    "targets.{name}.allowed_groups: empty, nobody could connect"
+                ));
+            }
+            if let Some(policy) = target.policy() {
+                portcullis_policy::CompiledPolicy::compile(policy)
+                    .map_err(|e| format!("targets.{name}.policy: {e}"))?;
+            }
+            if let Some(masking) = target.masking() {
+                portcullis_masking::Masker::new(masking)
+                    .map_err(|e| format!("targets.{name}.masking: {e}"))?;
+            }
             match target {
+                TargetConfig::Ssh(t) => {
+                    has_ssh_target = true;
+                    if name.contains('+') {
+                        return Err(format!(
+                            "targets.{name}: SSH target names cannot contain '+'"
+                        ));
+                    }
+                    if t.upstream.address.rsplit_once(':').is_none() {
+                        return Err(format!(
+                            "targets.{name}.upstream.address: expected host:port, got {:?}",
+                            t.upstream.address
+                        ));
+                    }
+                }
                 TargetConfig::Postgres(t) => {
                     has_postgres_target = true;
                     if t.allowed_groups.is_empty() {
@@ -253,6 +342,12 @@ impl GatewayConfig {
                     }
                 }
             }
+        }
+        if has_ssh_target && self.ssh.is_none() {
+            return Err("ssh: SSH targets are defined but no [ssh] listener".into());
+        }
+        if let Some(http) = &self.http {
+            http.validate().map_err(|e| format!("http: {e}"))?;
         }
         if has_postgres_target && self.postgres.is_none() {
             return Err(

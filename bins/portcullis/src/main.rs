@@ -233,7 +233,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 },
         } => {
             let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
-            let Some(config::TargetConfig::Postgres(t)) = parsed.targets.get(&target) else {
+            let Some(t) = parsed.targets.get(&target) else {
                 return Err(format!("{}: no target {target:?}", config.display()));
             };
             let identity = portcullis_core::Identity {
@@ -243,16 +243,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                 issuer: None,
                 expires_at: None,
             };
-            if !identity.in_any(&t.allowed_groups) {
+            if !identity.in_any(t.allowed_groups()) {
                 println!(
                     "identity: {} (groups: {})\ndecision: deny by rule target-access: not in allowed_groups ({})",
                     identity.subject,
                     identity.groups.join(", "),
-                    t.allowed_groups.join(", ")
+                    t.allowed_groups().join(", ")
                 );
                 return Ok(());
             }
-            match &t.policy {
+            match t.policy() {
                 Some(policy) => {
                     let compiled = portcullis_policy::CompiledPolicy::compile(policy)
                         .map_err(|e| format!("targets.{target}.policy: {e}"))?;

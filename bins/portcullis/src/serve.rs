@@ -5,7 +5,9 @@ use std::sync::Arc;
 use portcullis_approvals::{ApprovalService, SessionAwareSink};
 use portcullis_core::{EventSink, Pipeline, Protocol, Target};
 use portcullis_identity::Authenticator;
+use portcullis_proto_http::HttpGateway;
 use portcullis_proto_postgres::{ListenerSettings, PostgresGateway, tls};
+use portcullis_proto_ssh::SshGateway;
 use portcullis_recording::Recorder;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -49,7 +51,9 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
         let mut builder =
             PostgresGateway::builder(settings, Arc::new(auth.clone()), pipeline.clone());
         for (name, target) in &config.targets {
-            let TargetConfig::Postgres(t) = target;
+            let TargetConfig::Postgres(t) = target else {
+                continue;
+            };
             let core_target = Target {
                 name: name.clone(),
                 protocol: Protocol::Postgres,
@@ -71,6 +75,58 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
         tasks.spawn(async move {
             if let Err(e) = gateway.serve(listener, rx).await {
                 tracing::error!(error = %e, "PostgreSQL listener failed");
+            }
+        });
+    }
+
+    if let Some(ssh) = &config.ssh {
+        let mut builder = SshGateway::builder(
+            ssh.settings.clone(),
+            Some(Arc::new(auth.clone())),
+            pipeline.clone(),
+        );
+        for (name, target) in &config.targets {
+            let TargetConfig::Ssh(t) = target else {
+                continue;
+            };
+            let core_target = Target {
+                name: name.clone(),
+                protocol: Protocol::Ssh,
+                upstream: t.upstream.address.clone(),
+                allowed_groups: t.allowed_groups.clone(),
+            };
+            builder = builder
+                .target(core_target, t.upstream.clone())
+                .map_err(|e| format!("targets.{name}: {e}"))?;
+        }
+        let gateway = builder.build().map_err(|e| format!("ssh: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(ssh.listen)
+            .await
+            .map_err(|e| format!("ssh.listen {}: {e}", ssh.listen))?;
+        tracing::info!(addr = %ssh.listen, "SSH listener ready");
+        let rx = stop_rx.clone();
+        tasks.spawn(async move {
+            if let Err(e) = gateway.serve(listener, rx).await {
+                tracing::error!(error = %e, "SSH listener failed");
+            }
+        });
+    }
+
+    if let Some(http) = &config.http {
+        let listen = http.listen;
+        let gateway = HttpGateway::new(http.clone(), auth.clone(), pipeline.clone())
+            .map_err(|e| format!("http: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("http.listen {listen}: {e}"))?;
+        tracing::info!(addr = %listen, "HTTP gateway ready");
+        let mut rx = stop_rx.clone();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = gateway.serve(listener, shutdown).await {
+                tracing::error!(error = %e, "HTTP gateway failed");
             }
         });
     }
@@ -155,9 +211,8 @@ fn print_banner(config: &GatewayConfig, config_path: &str, addr: &str) {
     let group = config
         .targets
         .values()
-        .map(|TargetConfig::Postgres(t)| t)
-        .next()
-        .and_then(|t| t.allowed_groups.first())
+        .find(|t| matches!(t, TargetConfig::Postgres(_)))
+        .and_then(|t| t.allowed_groups().first())
         .map(String::as_str)
         .unwrap_or("GROUP");
     println!(
