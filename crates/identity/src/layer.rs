@@ -25,7 +25,12 @@ pub struct AuthLayer {
     auth: Authenticator,
     header: Option<HeaderName>,
     realm: Arc<str>,
+    on_refusal: Option<RefusalHook>,
 }
+
+/// Called for every request the layer refuses, with the error and the request's extensions
+/// (for example to record the refusal with the client address). It must not block.
+pub type RefusalHook = Arc<dyn Fn(&IdentityError, &http::Extensions) + Send + Sync>;
 
 impl std::fmt::Debug for AuthLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,12 +50,22 @@ impl AuthLayer {
             auth,
             header,
             realm: Arc::from("portcullis"),
+            on_refusal: None,
         }
     }
 
     /// Also accepts the credential in `name` (used when `Authorization` carries no bearer credential).
     pub fn with_header(mut self, name: HeaderName) -> Self {
         self.header = Some(name);
+        self
+    }
+
+    /// Calls `hook` for every refused request (before the 401/503 answer is sent).
+    pub fn on_refusal(
+        mut self,
+        hook: impl Fn(&IdentityError, &http::Extensions) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_refusal = Some(Arc::new(hook));
         self
     }
 
@@ -175,6 +190,9 @@ where
                 }
                 Err(error) => {
                     tracing::debug!(code = error.code(), %error, "request refused");
+                    if let Some(hook) = &layer.on_refusal {
+                        hook(&error, request.extensions());
+                    }
                     Ok(refusal(&error, &layer.realm))
                 }
             }

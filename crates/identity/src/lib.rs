@@ -66,4 +66,4 @@ pub use dev::DevSigner;
 pub use error::IdentityError;
 pub use jsonwebtoken::Algorithm;
 pub use keys::JwksStatus;
-pub use layer::{AuthLayer, AuthService};
+pub use layer::{AuthLayer, AuthService, RefusalHook};

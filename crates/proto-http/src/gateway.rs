@@ -14,9 +14,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use portcullis_core::{
-    Completion, Identity, OutputHooks, Pipeline, Protocol, SessionContext, Target,
+    Completion, Event, EventKind, Identity, OutputHooks, Pipeline, Protocol, SessionContext,
+    SessionId, Target,
 };
-use portcullis_identity::{AuthLayer, Authenticator};
+use portcullis_identity::{AuthLayer, Authenticator, IdentityError};
 use tokio::net::TcpListener;
 
 use crate::HttpError;
@@ -162,10 +163,30 @@ impl HttpGateway {
     /// any hyper server that supports upgrades; the client address is taken from
     /// `ConnectInfo<SocketAddr>` when present.
     pub fn router(&self) -> Router {
+        let sink = self.inner.shared.sink.clone();
+        // Failed authentications are audit events too (AU-2): recorded without waiting, so a
+        // flood of bad credentials cannot hold requests up behind the recorder.
+        let record_refusal = move |error: &IdentityError, ext: &http::Extensions| {
+            let event = Event::now(
+                SessionId::new(),
+                EventKind::SessionRefused {
+                    subject: None,
+                    target: None,
+                    client_addr: ext
+                        .get::<ConnectInfo<SocketAddr>>()
+                        .map(|c| c.0.to_string()),
+                    side: error.side(),
+                    reason: error.to_string(),
+                },
+            );
+            if let Err(e) = sink.submit(event) {
+                tracing::error!(error = %e, "authentication refusal not recorded");
+            }
+        };
         Router::new()
             .fallback(handle)
             .with_state(self.inner.clone())
-            .layer(AuthLayer::new(self.inner.auth.clone()))
+            .layer(AuthLayer::new(self.inner.auth.clone()).on_refusal(record_refusal))
     }
 
     /// Accepts connections on `listener` until `shutdown` resolves, then stops accepting and

@@ -417,6 +417,31 @@ async fn bad_input_and_upstream_failures_stay_isolated() {
             .status,
         401
     );
+    // Both refusals are in the record, with the client address and the reason, and
+    // nothing of the presented credential.
+    let refused: Vec<String> = h
+        .events()
+        .await
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::SessionRefused {
+                side,
+                reason,
+                client_addr,
+                ..
+            } => {
+                assert_eq!(side, portcullis_core::Side::Client);
+                assert!(client_addr.is_some_and(|a| a.starts_with("127.0.0.1:")));
+                Some(reason)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused.iter().all(|r| !r.contains("not-a-jwt")),
+        "{refused:?}"
+    );
 
     // Oversized headers: 431.
     let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
