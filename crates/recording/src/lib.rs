@@ -61,6 +61,7 @@ mod config;
 mod error;
 pub mod record;
 mod recorder;
+pub mod sled_format;
 mod sled_store;
 mod store;
 mod verify;

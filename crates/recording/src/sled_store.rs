@@ -6,12 +6,12 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `e` seq (u64 BE) | the record ([`StoredEvent`] storage form) |
+//! | `b` first seq (u64 BE) | the records of one append, packed (see [`crate::sled_format`]) |
 //! | `s` session id (16 bytes) | the [`SessionSummary`] as JSON |
-//! | `x` session id, session seq (u64 BE) | global seq (u64 BE) |
+//! | `x` session id, session seq (u64 BE) | the global seqs (u64 BE each) of the session's records in one append, from that session seq on |
 //! | `t` opened_at (i64 BE, sign bit flipped), session id | empty (time index) |
 //! | `m` `head` | head seq (u64 BE) and hash (32 bytes) |
-//! | `m` `format` | `portcullis-recording-v1` |
+//! | `m` `format` | `portcullis-recording-v2` |
 //! | `m` `chain` | the chain id (a UUID, created with the store) |
 //! | `m` `base` | the latest tombstone checkpoint as JSON (after pruning) |
 //! | `c` seq (u64 BE), first 8 bytes of SHA-256(signature) | a checkpoint as JSON |
@@ -28,14 +28,14 @@ use portcullis_core::{Event, SessionId, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::record::{split_hash, split_u64};
+use crate::sled_format::{self, BATCH_PREFIX, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, batch_key};
 use crate::{
     Appended, Checkpoint, CheckpointIter, EventStore, Head, PruneStats, PublicKeyRecord,
     RecordIter, RecordingError, Result, SessionFilter, SessionOutcome, SessionSummary, StoredEvent,
 };
 
 const TREE: &str = "portcullis-v1";
-const FORMAT: &[u8] = b"portcullis-recording-v1";
-const P_EVENT: u8 = b'e';
+const FORMAT: &[u8] = b"portcullis-recording-v2";
 const P_SESSION: u8 = b's';
 const P_SESSION_EVENT: u8 = b'x';
 const P_TIME: u8 = b't';
@@ -45,8 +45,8 @@ const K_HEAD: &[u8] = b"mhead";
 const K_FORMAT: &[u8] = b"mformat";
 const K_CHAIN: &[u8] = b"mchain";
 const K_BASE: &[u8] = b"mbase";
-/// Records deleted per sled batch while pruning.
-const PRUNE_CHUNK: usize = 4096;
+/// Record batches deleted per sled batch while pruning.
+const PRUNE_CHUNK: usize = 64;
 
 /// The sled-backed [`EventStore`].
 pub struct SledStore {
@@ -133,11 +133,13 @@ impl SledStore {
         };
         let head = read_head(&tree)?;
         // The head and the last record are written in the same batch; check they agree.
-        let last = tree.scan_prefix([P_EVENT]).next_back().transpose()?;
-        let last_seq = match &last {
-            Some((k, _)) => key_seq(k)?,
-            None => 0,
-        };
+        let last = tree.scan_prefix([BATCH_PREFIX]).next_back().transpose()?;
+        let mut last_seq = 0;
+        if let Some((_, v)) = &last {
+            for item in sled_format::records(v) {
+                last_seq = last_seq.max(item?.0);
+            }
+        }
         if last_seq != head.seq {
             return Err(RecordingError::Corrupt {
                 seq: Some(last_seq),
@@ -182,8 +184,11 @@ impl SledStore {
     }
 
     fn record_at(tree: &sled::Tree, seq: u64) -> Result<Option<StoredEvent>> {
-        match tree.get(event_key(seq))? {
-            Some(v) => StoredEvent::decode_value(seq, &v).map(Some),
+        match sled_format::batch_holding(tree, seq)? {
+            Some((_, v)) => match sled_format::find(&v, seq)? {
+                Some(bytes) => StoredEvent::decode_value(seq, bytes).map(Some),
+                None => Ok(None),
+            },
             None => Ok(None),
         }
     }
@@ -206,6 +211,11 @@ impl EventStore for SledStore {
         }
         let mut batch = sled::Batch::default();
         let mut summaries: HashMap<SessionId, SessionSummary> = HashMap::new();
+        // Per session: the key of its index entry for this append and the global seqs.
+        let mut index: HashMap<SessionId, (Vec<u8>, Vec<u8>)> = HashMap::new();
+        let mut packed = Vec::new();
+        let mut packed_first = 0u64;
+        let mut packed_count = 0usize;
         let mut head = start;
         for event in events {
             let seq = head.seq.saturating_add(1);
@@ -229,12 +239,27 @@ impl EventStore for SledStore {
                 }
             };
             let record = StoredEvent::chain(head, session_seq, event.clone())?;
-            batch.insert(&event_key(seq)[..], record.encode_value());
-            batch.insert(
-                session_event_key(&event.session, session_seq),
-                &seq.to_be_bytes()[..],
-            );
+            if packed_count == 0 {
+                packed_first = seq;
+            }
+            sled_format::push_record(&mut packed, seq, &record.encode_value())?;
+            packed_count += 1;
+            if packed_count == MAX_BATCH_RECORDS || packed.len() >= MAX_BATCH_BYTES {
+                batch.insert(&batch_key(packed_first)[..], std::mem::take(&mut packed));
+                packed_count = 0;
+            }
+            index
+                .entry(event.session)
+                .or_insert_with(|| (session_event_key(&event.session, session_seq), Vec::new()))
+                .1
+                .extend_from_slice(&seq.to_be_bytes());
             head = record.head();
+        }
+        if packed_count > 0 {
+            batch.insert(&batch_key(packed_first)[..], packed);
+        }
+        for (key, seqs) in index.into_values() {
+            batch.insert(key, seqs);
         }
         for (id, summary) in &summaries {
             let v =
@@ -274,14 +299,25 @@ impl EventStore for SledStore {
     }
 
     fn scan(&self, from_seq: u64, limit: usize) -> Result<RecordIter<'_>> {
+        // Start at the batch holding `from_seq` (or the first batch after it).
+        let start = match sled_format::batch_holding(&self.tree, from_seq)? {
+            Some((k, _)) => k.to_vec(),
+            None => batch_key(0).to_vec(),
+        };
         let iter = self
             .tree
-            .range(event_key(from_seq)..=event_key(u64::MAX))
-            .take(limit)
-            .map(|item| {
-                let (k, v) = item?;
-                StoredEvent::decode_value(key_seq(&k)?, &v)
-            });
+            .range(start..=batch_key(u64::MAX).to_vec())
+            .flat_map(|item| -> Vec<Result<StoredEvent>> {
+                let v = match item {
+                    Ok((_, v)) => v,
+                    Err(e) => return vec![Err(e.into())],
+                };
+                sled_format::records(&v)
+                    .map(|r| r.and_then(|(seq, bytes)| StoredEvent::decode_value(seq, bytes)))
+                    .collect()
+            })
+            .filter(move |r| r.as_ref().map_or(true, |e| e.seq >= from_seq))
+            .take(limit);
         Ok(Box::new(iter))
     }
 
@@ -330,19 +366,31 @@ impl EventStore for SledStore {
         prefix.push(P_SESSION_EVENT);
         prefix.extend_from_slice(id.as_bytes());
         let tree = self.tree.clone();
-        let iter = self.tree.scan_prefix(prefix).map(move |item| {
-            let (k, v) = item?;
-            let seq = split_u64(&v)
-                .map(|(s, _)| s)
-                .ok_or_else(|| RecordingError::Corrupt {
-                    seq: None,
-                    reason: format!("malformed session index entry {k:?}"),
-                })?;
-            Self::record_at(&tree, seq)?.ok_or_else(|| RecordingError::Corrupt {
-                seq: Some(seq),
-                reason: "session index names a missing record".into(),
+        let iter = self
+            .tree
+            .scan_prefix(prefix)
+            .flat_map(|item| -> Vec<Result<u64>> {
+                let v = match item {
+                    Ok((_, v)) => v,
+                    Err(e) => return vec![Err(e.into())],
+                };
+                if v.len() % 8 != 0 {
+                    return vec![Err(RecordingError::Corrupt {
+                        seq: None,
+                        reason: "malformed session index entry".into(),
+                    })];
+                }
+                v.chunks_exact(8)
+                    .filter_map(|c| split_u64(c).map(|(s, _)| Ok(s)))
+                    .collect()
             })
-        });
+            .map(move |seq| {
+                let seq = seq?;
+                Self::record_at(&tree, seq)?.ok_or_else(|| RecordingError::Corrupt {
+                    seq: Some(seq),
+                    reason: "session index names a missing record".into(),
+                })
+            });
         Ok(Box::new(iter))
     }
 
@@ -419,13 +467,14 @@ impl EventStore for SledStore {
         batch.insert(K_BASE, v);
         self.tree.apply_batch(batch)?;
         self.sync()?;
-        // 2. Records, their session index entries, and emptied closed sessions.
+        // 2. Records (whole batches, or the pruned front of the batch that straddles
+        //    the tombstone), their session index entries, and emptied closed sessions.
         let mut stats = PruneStats::default();
         let mut touched: HashSet<SessionId> = HashSet::new();
         loop {
             let chunk: Vec<(sled::IVec, sled::IVec)> = self
                 .tree
-                .range(event_key(0)..=event_key(tombstone.seq))
+                .range(batch_key(0)..=batch_key(tombstone.seq))
                 .take(PRUNE_CHUNK)
                 .collect::<std::result::Result<_, _>>()?;
             if chunk.is_empty() {
@@ -433,18 +482,51 @@ impl EventStore for SledStore {
             }
             let mut batch = sled::Batch::default();
             for (k, v) in &chunk {
-                let seq = key_seq(k)?;
-                // A record that does not decode is deleted all the same: it is behind the
-                // signed tombstone, which the pruning caller verified.
-                if let Ok(r) = StoredEvent::decode_value(seq, v) {
-                    batch.remove(session_event_key(&r.event.session, r.session_seq));
-                    touched.insert(r.event.session);
+                let mut kept = Vec::new();
+                let mut kept_first = None;
+                for item in sled_format::records(v) {
+                    // A batch that does not decode is deleted all the same: it is behind
+                    // the signed tombstone, which the pruning caller verified.
+                    let Ok((seq, bytes)) = item else { break };
+                    if seq > tombstone.seq {
+                        kept_first.get_or_insert(seq);
+                        sled_format::push_record(&mut kept, seq, bytes)?;
+                        continue;
+                    }
+                    if let Ok(r) = StoredEvent::decode_value(seq, bytes) {
+                        touched.insert(r.event.session);
+                    }
+                    stats.records = stats.records.saturating_add(1);
                 }
                 batch.remove(k.clone());
-                stats.records = stats.records.saturating_add(1);
+                if let Some(first) = kept_first {
+                    batch.insert(&batch_key(first)[..], kept);
+                }
             }
             self.tree.apply_batch(batch)?;
         }
+        // Index entries: drop the pruned seqs of every touched session.
+        let mut batch = sled::Batch::default();
+        for id in &touched {
+            let mut prefix = Vec::with_capacity(17);
+            prefix.push(P_SESSION_EVENT);
+            prefix.extend_from_slice(id.as_bytes());
+            for item in self.tree.scan_prefix(prefix) {
+                let (k, v) = item?;
+                let kept: Vec<u8> = v
+                    .chunks_exact(8)
+                    .filter(|c| split_u64(c).is_some_and(|(s, _)| s > tombstone.seq))
+                    .flatten()
+                    .copied()
+                    .collect();
+                if kept.is_empty() {
+                    batch.remove(k);
+                } else if kept.len() != v.len() {
+                    batch.insert(k, kept);
+                }
+            }
+        }
+        self.tree.apply_batch(batch)?;
         let mut batch = sled::Batch::default();
         for id in &touched {
             if let Some(s) = self.load_summary(id)?
@@ -494,22 +576,6 @@ fn read_head(tree: &sled::Tree) -> Result<Head> {
             })
         }
     }
-}
-
-fn event_key(seq: u64) -> [u8; 9] {
-    let mut k = [P_EVENT; 9];
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn key_seq(k: &[u8]) -> Result<u64> {
-    k.get(1..)
-        .and_then(split_u64)
-        .map(|(s, _)| s)
-        .ok_or_else(|| RecordingError::Corrupt {
-            seq: None,
-            reason: "malformed record key".into(),
-        })
 }
 
 fn session_key(id: &SessionId) -> Vec<u8> {

@@ -17,7 +17,7 @@ use portcullis_recording::{
     Bundle, CheckpointPolicy, CheckpointReason, Durability, EventStore, ExportFormat,
     ExportOptions, FaultKind, Recorder, RecorderOptions, RecordingConfig, RecordingError,
     RetentionPolicy, SigningKey, SledStore, VerifyOptions, export, prune, public_key_info, report,
-    verify_bundle, verify_chain, verify_store,
+    sled_format, verify_bundle, verify_chain, verify_store,
 };
 
 fn options() -> RecorderOptions {
@@ -219,12 +219,10 @@ async fn startup_signs_an_unsigned_tail_and_refuses_a_tampered_one() {
     {
         let db = sled::open(&path).unwrap();
         let tree = db.open_tree("portcullis-v1").unwrap();
-        let mut k = vec![b'e'];
-        k.extend_from_slice(&3u64.to_be_bytes());
-        let mut v = tree.get(&k).unwrap().unwrap().to_vec();
+        let mut v = sled_format::read_record(&tree, 3).unwrap().unwrap();
         let pos = v.windows(8).position(|w| w == b"SELECT 2").unwrap();
         v[pos + 7] = b'3';
-        tree.insert(k, v).unwrap();
+        assert!(sled_format::write_record(&tree, 3, Some(&v)).unwrap());
         db.flush().unwrap();
     }
     let store: Arc<dyn EventStore> = Arc::new(open(&path));
@@ -369,9 +367,7 @@ async fn prune_refuses_to_drop_tampered_history() {
     {
         let db = sled::open(&path).unwrap();
         let tree = db.open_tree("portcullis-v1").unwrap();
-        let mut k = vec![b'e'];
-        k.extend_from_slice(&2u64.to_be_bytes());
-        tree.remove(k).unwrap();
+        assert!(sled_format::write_record(&tree, 2, None).unwrap());
         db.flush().unwrap();
     }
     let store = open(&path);

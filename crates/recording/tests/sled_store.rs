@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use portcullis_core::SessionId;
-use portcullis_recording::{ChainProblem, EventStore, RecordingError, SledStore, verify_chain};
+use portcullis_recording::{
+    ChainProblem, EventStore, RecordingError, SledStore, sled_format, verify_chain,
+};
 
 /// Opens the raw sled database, waiting for a just-dropped store to release its lock.
 fn sled_open(path: &std::path::Path) -> sled::Db {
@@ -65,11 +67,9 @@ fn reopened_store_continues_the_chain() {
 fn tamper(path: &std::path::Path, seq: u64, edit: impl FnOnce(&mut Vec<u8>)) {
     let db = sled_open(path);
     let tree = db.open_tree("portcullis-v1").unwrap();
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&seq.to_be_bytes());
-    let mut value = tree.get(&key).unwrap().unwrap().to_vec();
+    let mut value = sled_format::read_record(&tree, seq).unwrap().unwrap();
     edit(&mut value);
-    tree.insert(key, value).unwrap();
+    assert!(sled_format::write_record(&tree, seq, Some(&value)).unwrap());
     db.flush().unwrap();
 }
 
@@ -157,9 +157,7 @@ fn verify_names_undecodable_and_missing_records() {
     {
         let db = sled_open(&path);
         let tree = db.open_tree("portcullis-v1").unwrap();
-        let mut key = vec![b'e'];
-        key.extend_from_slice(&2u64.to_be_bytes());
-        tree.remove(key).unwrap();
+        assert!(sled_format::write_record(&tree, 2u64, None).unwrap());
         db.flush().unwrap();
     }
     let store = SledStore::open(&path).unwrap();
@@ -182,9 +180,7 @@ fn open_refuses_a_head_that_disagrees_with_the_records() {
     {
         let db = sled_open(&path);
         let tree = db.open_tree("portcullis-v1").unwrap();
-        let mut key = vec![b'e'];
-        key.extend_from_slice(&5u64.to_be_bytes());
-        tree.remove(key).unwrap();
+        assert!(sled_format::write_record(&tree, 5u64, None).unwrap());
         db.flush().unwrap();
     }
     let err = SledStore::open(&path).unwrap_err();
@@ -192,4 +188,57 @@ fn open_refuses_a_head_that_disagrees_with_the_records() {
         matches!(err, RecordingError::Corrupt { seq: Some(4), .. }),
         "{err}"
     );
+}
+
+#[test]
+fn pruning_through_the_middle_of_a_packed_batch_keeps_the_rest() {
+    use portcullis_recording::{RetentionPolicy, SigningKey, prune};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("store")).unwrap();
+    let (a, b) = (SessionId::new(), SessionId::new());
+    let events: Vec<_> = (1..=600u64)
+        .map(|i| {
+            common::command(
+                if i % 2 == 0 { a } else { b },
+                i as i64,
+                i,
+                "SELECT 1",
+                true,
+            )
+        })
+        .collect();
+    store.append(&events).unwrap();
+    store.sync().unwrap();
+    let key = SigningKey::generate().unwrap();
+    let out = prune(
+        &store,
+        &key,
+        &RetentionPolicy {
+            max_age: None,
+            max_records: Some(450),
+        },
+        portcullis_core::Timestamp(0),
+    )
+    .unwrap();
+    // Records 1..=150 went; 150 sits inside the first packed batch (1..=256).
+    assert_eq!((out.through_seq, out.stats.records), (150, 150));
+    assert!(store.get(150).unwrap().is_none());
+    assert_eq!(store.get(151).unwrap().unwrap().seq, 151);
+    let seqs: Vec<u64> = store
+        .scan(1, 1000)
+        .unwrap()
+        .map(|r| r.unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (151..=600).collect::<Vec<_>>());
+    let a_seqs: Vec<u64> = store
+        .session_events(a)
+        .unwrap()
+        .map(|r| r.unwrap().seq)
+        .collect();
+    assert_eq!(a_seqs, (152..=600).step_by(2).collect::<Vec<_>>());
+    assert!(verify_chain(&store).unwrap().is_intact());
+    // Reopening finds the head where it was.
+    drop(store);
+    let store = SledStore::open(dir.path().join("store")).unwrap();
+    assert_eq!(store.head().unwrap().seq, 600);
 }

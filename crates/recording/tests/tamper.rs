@@ -13,7 +13,7 @@ use portcullis_core::{Event, SessionId};
 use portcullis_recording::{
     Checkpoint, CheckpointPolicy, Durability, EventStore, ExportOptions, FaultKind, PublicKey,
     Recorder, RecorderOptions, SigningKey, SledStore, StoredEvent, VerifyOptions,
-    evidence::FaultAt, export, verify_bundle, verify_store,
+    evidence::FaultAt, export, sled_format, verify_bundle, verify_store,
 };
 
 const TREE: &str = "portcullis-v1";
@@ -108,10 +108,16 @@ fn pinned(key: &PublicKey) -> VerifyOptions {
     }
 }
 
-fn event_key(seq: u64) -> Vec<u8> {
-    let mut k = vec![b'e'];
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+fn raw_get(t: &sled::Tree, seq: u64) -> Vec<u8> {
+    sled_format::read_record(t, seq).unwrap().unwrap()
+}
+
+fn raw_put(t: &sled::Tree, seq: u64, v: &[u8]) {
+    assert!(sled_format::write_record(t, seq, Some(v)).unwrap());
+}
+
+fn raw_remove(t: &sled::Tree, seq: u64) {
+    assert!(sled_format::write_record(t, seq, None).unwrap());
 }
 
 /// Raw access to the store as an attacker with file access has it.
@@ -162,10 +168,10 @@ fn untouched_store_verifies_with_pinned_and_embedded_keys() {
 fn store_one_changed_byte_is_altered() {
     let fx = fixture();
     with_tree(&fx.store, |t| {
-        let mut v = t.get(event_key(7)).unwrap().unwrap().to_vec();
+        let mut v = raw_get(t, 7);
         let pos = v.windows(4).position(|w| w == b"DROP").unwrap();
         v[pos] = b'd';
-        t.insert(event_key(7), v).unwrap();
+        raw_put(t, 7, &v);
     });
     let r = verify_store(&open(&fx.store), &pinned(&fx.key)).unwrap();
     assert_fault(&r, FaultKind::Altered, 7);
@@ -198,7 +204,7 @@ fn store_rewritten_chain_with_recomputed_hashes_is_caught_by_the_checkpoint() {
             v.extend_from_slice(&new.prev_hash.0);
             v.extend_from_slice(&new.hash.0);
             v.extend_from_slice(new.canonical.as_bytes());
-            t.insert(event_key(new.seq), v).unwrap();
+            raw_put(t, new.seq, &v);
             prev = new.head();
         }
         let mut head = prev.seq.to_be_bytes().to_vec();
@@ -219,7 +225,7 @@ fn store_rewritten_chain_with_recomputed_hashes_is_caught_by_the_checkpoint() {
 fn store_deleted_record_is_missing() {
     let fx = fixture();
     with_tree(&fx.store, |t| {
-        t.remove(event_key(5)).unwrap();
+        raw_remove(t, 5);
     });
     let r = verify_store(&open(&fx.store), &pinned(&fx.key)).unwrap();
     assert_fault(&r, FaultKind::Missing, 5);
@@ -232,7 +238,7 @@ fn store_deleted_session_is_missing() {
     assert_eq!(seqs, [3, 5, 6, 8]);
     with_tree(&fx.store, |t| {
         for s in &seqs {
-            t.remove(event_key(*s)).unwrap();
+            raw_remove(t, *s);
         }
     });
     let r = verify_store(&open(&fx.store), &pinned(&fx.key)).unwrap();
@@ -243,10 +249,10 @@ fn store_deleted_session_is_missing() {
 fn store_swapped_records_are_reordered() {
     let fx = fixture();
     with_tree(&fx.store, |t| {
-        let a = t.get(event_key(4)).unwrap().unwrap();
-        let b = t.get(event_key(6)).unwrap().unwrap();
-        t.insert(event_key(4), b).unwrap();
-        t.insert(event_key(6), a).unwrap();
+        let a = raw_get(t, 4);
+        let b = raw_get(t, 6);
+        raw_put(t, 4, &b);
+        raw_put(t, 6, &a);
     });
     let r = verify_store(&open(&fx.store), &pinned(&fx.key)).unwrap();
     assert_fault(&r, FaultKind::Reordered, 4);
@@ -262,7 +268,7 @@ fn store_truncated_tail_is_truncated() {
     };
     with_tree(&fx.store, |t| {
         for s in 11..=13 {
-            t.remove(event_key(s)).unwrap();
+            raw_remove(t, s);
         }
         // A careful attacker also moves the head back, so the store opens.
         let last = records[9].head();

@@ -441,6 +441,59 @@ pub fn check_long_chain_verifies_in_pages(store: &dyn EventStore) {
     assert_eq!(store.session_events(s).unwrap().count(), 2500);
 }
 
+/// Appends far larger than one storage batch, with two interleaved sessions:
+/// random access, scans that start inside a batch, and session order all hold.
+pub fn check_large_interleaved_appends(store: &dyn EventStore) {
+    let (a, b) = (SessionId::new(), SessionId::new());
+    let mut n = 0u64;
+    for _ in 0..3 {
+        let events: Vec<Event> = (0..700u64)
+            .map(|i| {
+                n += 1;
+                let s = if i % 3 == 0 { b } else { a };
+                command(s, n as i64, n, &format!("SELECT {n}"), true)
+            })
+            .collect();
+        store.append(&events).unwrap();
+    }
+    assert_eq!(store.head().unwrap().seq, 2100);
+    for seq in [1, 255, 256, 257, 700, 701, 1399, 2100] {
+        let r = store.get(seq).unwrap().unwrap();
+        assert_eq!(r.seq, seq);
+        assert!(
+            r.canonical.contains(&format!("SELECT {seq}\"")),
+            "{}",
+            r.canonical
+        );
+    }
+    assert!(store.get(2101).unwrap().is_none());
+    let page: Vec<u64> = store
+        .scan(300, 500)
+        .unwrap()
+        .map(|r| r.unwrap().seq)
+        .collect();
+    assert_eq!(page, (300..800).collect::<Vec<_>>());
+    for (id, expected) in [(a, 1398u64), (b, 702)] {
+        let seqs: Vec<(u64, u64)> = store
+            .session_events(id)
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                assert_eq!(r.event.session, id);
+                (r.session_seq, r.seq)
+            })
+            .collect();
+        assert_eq!(seqs.len() as u64, expected);
+        assert!(
+            seqs.iter()
+                .enumerate()
+                .all(|(i, (ss, _))| *ss == i as u64 + 1)
+        );
+        assert!(seqs.windows(2).all(|w| w[0].1 < w[1].1));
+    }
+    assert!(verify_chain(store).unwrap().is_intact());
+}
+
 /// Runs every check of the suite, each on a fresh store made by `$make`.
 #[allow(unused_macros)]
 macro_rules! store_suite {
@@ -454,6 +507,7 @@ macro_rules! store_suite {
             check_list_sessions_filters,
             check_negative_and_extreme_times,
             check_long_chain_verifies_in_pages,
+            check_large_interleaved_appends,
         );
     };
     (@tests $make:expr; $($check:ident),* $(,)?) => {
