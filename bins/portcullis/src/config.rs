@@ -220,6 +220,18 @@ impl GatewayConfig {
                 maskers.insert(name.clone(), masker);
             }
         }
+        for (name, target) in self.http.iter().flat_map(|h| &h.targets) {
+            if let Some(content) = &target.mask.content {
+                if self.targets.contains_key(name) {
+                    return Err(format!(
+                        "http.targets.{name}: a target of this name is also defined in [targets]"
+                    ));
+                }
+                let masker = portcullis_masking::Masker::new(content)
+                    .map_err(|e| format!("http.targets.{name}.mask.content: {e}"))?;
+                maskers.insert(name.clone(), masker);
+            }
+        }
         portcullis_masking::MaskingEngine::by_target(maskers, None)
             .map_err(|e| format!("masking: {e}"))
     }
@@ -348,6 +360,7 @@ impl GatewayConfig {
         }
         if let Some(http) = &self.http {
             http.validate().map_err(|e| format!("http: {e}"))?;
+            self.masking_engine()?;
         }
         if has_postgres_target && self.postgres.is_none() {
             return Err(

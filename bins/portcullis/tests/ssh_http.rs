@@ -22,7 +22,12 @@ async fn ssh_and_http_targets_through_the_gateway_binary() {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("none")
                 .to_string();
-            axum::Json(serde_json::json!({ "user": { "email": "jane@example.com", "name": "Jane" }, "seen_auth": auth }))
+            axum::Json(serde_json::json!({ "user": { "email": "jane@example.com", "name": "Jane" }, "injected": auth == "Bearer upstream-api-token" }))
+        }),
+    ).route(
+        "/notes",
+        axum::routing::get(|| async {
+            "call jane.doe@example.com, card 4111 1111 1111 1111, about the refund\n"
         }),
     );
     tokio::spawn(async move { axum::serve(upstream, app).await.unwrap() });
@@ -69,7 +74,7 @@ target = "api"
 upstream = "http://127.0.0.1:{up_port}"
 allowed_groups = ["dba"]
 credential = {{ type = "bearer", token = {{ value = "upstream-api-token" }} }}
-mask = {{ json = ["**.email"] }}
+mask = {{ json = ["**.email"], content = {{ enabled = true }} }}
 policy = {{ default = "allow" }}
 "#,
         host = host_key.private_key.display(),
@@ -157,7 +162,19 @@ policy = {{ default = "allow" }}
         )
     });
     assert_ne!(body["user"]["email"], "jane@example.com", "{body}");
-    assert_eq!(body["seen_auth"], "Bearer upstream-api-token", "{body}");
+    assert_eq!(body["injected"], true, "{body}");
+    // A text body is masked by content, chunk-safely, through the pipeline's masking layer.
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("http://127.0.0.1:{http_port}/api/notes"))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("about the refund"), "{text}");
+    assert!(!text.contains("jane.doe@example.com"), "{text}");
+    assert!(!text.contains("4111 1111 1111 1111"), "{text}");
     let out = tokio::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
         .arg(format!("http://127.0.0.1:{http_port}/api/users/1"))

@@ -200,6 +200,12 @@ pub struct MaskConfig {
     /// Response headers whose values become `[masked]`.
     #[serde(default)]
     pub headers: Vec<String>,
+    /// Masking by content (the masking crate's detectors and strategies) of textual bodies
+    /// (`text/*`, JSON, XML, form data). It is applied by the pipeline's masking layer
+    /// through the output hooks: the gateway binary adds a masker for this target to its
+    /// engine; code that embeds [`crate::HttpGateway`] builds its own engine.
+    #[serde(default, skip_serializing)]
+    pub content: Option<portcullis_masking::MaskingConfig>,
 }
 
 /// One upstream API.

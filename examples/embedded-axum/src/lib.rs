@@ -122,6 +122,7 @@ pub async fn build(store: &Path) -> Result<Service, String> {
             mask: MaskConfig {
                 json: vec!["$.customer.email".into(), "**.card".into()],
                 headers: vec![],
+                content: None,
             },
             record_headers: vec!["user-agent".into()],
             record_body_bytes: 1024,
