@@ -644,3 +644,55 @@ async fn search_filters_by_subject_decision_text_and_table() {
     assert_eq!(q(|q| q.since = Some(Timestamp(106))), 1);
     assert_eq!(q(|q| q.limit = 1), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_timer_prunes_a_running_recorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RecordingConfig::new(dir.path().join("store"));
+    config.retention = Some(portcullis_recording::RetentionConfig {
+        max_age: None,
+        max_records: Some(10),
+        interval: Duration::from_secs(1),
+    });
+    let rec = Recorder::open(&config).unwrap();
+    for i in 0..10u64 {
+        let s = SessionId::new();
+        let t = (i * 10) as i64;
+        rec.record(opened(s, t, "alice", "orders")).await.unwrap();
+        rec.record(command(s, t + 1, 1, "SELECT 1", true))
+            .await
+            .unwrap();
+        rec.record(closed(s, t + 2, 1)).await.unwrap();
+    }
+    // The timer runs without being asked: within a few intervals the store holds a
+    // signed tombstone and only the newest records.
+    let store = rec.store().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // (The tombstone is stored before the records behind it are deleted.)
+    let base = loop {
+        if let Some(b) = store.base().unwrap()
+            && store.get(b.seq).unwrap().is_none()
+        {
+            break b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pruning within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(base.reason, CheckpointReason::Tombstone);
+    assert_eq!(base.seq, 20);
+    assert!(store.get(20).unwrap().is_none());
+    assert!(store.get(21).unwrap().is_some());
+    // Recording goes on after pruning, and the whole store still verifies.
+    let s = SessionId::new();
+    rec.record(opened(s, 500, "bob", "orders")).await.unwrap();
+    drop(store);
+    rec.shutdown().await.unwrap();
+    drop(rec);
+    let store = open(&dir.path().join("store"));
+    let r = verify_store(&store, &VerifyOptions::default()).unwrap();
+    assert!(r.is_intact(), "{r:?}");
+    assert_eq!(r.anchor_kind, AnchorKind::Tombstone);
+}
