@@ -15,6 +15,7 @@ use crate::SshError;
 use crate::cast::{CastFile, CastWriter};
 use crate::conn::{ConnState, OpenSession};
 use crate::server::GatewayInner;
+use crate::transfer::{TransferKind, TransferLog};
 
 /// Exit status reported for commands the gateway refused (like a shell's "cannot execute").
 pub const EXIT_DENIED: u32 = 126;
@@ -98,15 +99,17 @@ pub(crate) async fn run(
     };
 
     let target_name = open.target.target.name.clone();
-    let file_transfer = match &start {
-        Start::Exec(command) => is_file_transfer(command),
-        Start::Subsystem(name) if name == "sftp" => true,
+    let transfer = match &start {
+        Start::Exec(command) => TransferKind::of_exec(command),
+        Start::Subsystem(name) if name == "sftp" => Some(TransferKind::sftp()),
         Start::Subsystem(name) => {
             let message = format!("subsystem {name} is not supported by this gateway");
             record_gateway_refusal(
                 &gw,
                 &state,
-                format!("subsystem {name}"),
+                Command::Exec {
+                    command: format!("subsystem {name}"),
+                },
                 "ssh-subsystem",
                 &message,
             )
@@ -114,27 +117,31 @@ pub(crate) async fn run(
             refuse(&chan, &format!("Portcullis: {message}\r\n"), EXIT_DENIED).await;
             return;
         }
-        Start::Shell => false,
+        Start::Shell => None,
     };
-    let command = match &start {
-        Start::Exec(command) => Command::Exec {
+    let file_transfer = transfer.is_some();
+    let command = match (&start, &transfer) {
+        (Start::Exec(command), Some(kind)) => Command::FileTransfer {
+            protocol: kind.protocol.into(),
+            direction: kind.direction.map(String::from),
             command: command.clone(),
         },
-        Start::Shell => Command::Shell { pty: pty.is_some() },
-        Start::Subsystem(name) => Command::Exec {
+        (Start::Subsystem(name), Some(kind)) => Command::FileTransfer {
+            protocol: kind.protocol.into(),
+            direction: None,
+            command: format!("subsystem {name}"),
+        },
+        (Start::Exec(command), None) => Command::Exec {
+            command: command.clone(),
+        },
+        (Start::Shell, _) => Command::Shell { pty: pty.is_some() },
+        (Start::Subsystem(name), None) => Command::Exec {
             command: format!("subsystem {name}"),
         },
     };
     if file_transfer && !open.target.endpoint.config.allow_file_transfer {
         let message = format!("file transfer (sftp/scp) is not allowed on target {target_name}");
-        record_gateway_refusal(
-            &gw,
-            &state,
-            command.summary(),
-            "ssh-file-transfer",
-            &message,
-        )
-        .await;
+        record_gateway_refusal(&gw, &state, command.clone(), "ssh-file-transfer", &message).await;
         refuse(&chan, &format!("Portcullis: {message}\r\n"), EXIT_DENIED).await;
         return;
     }
@@ -189,6 +196,9 @@ pub(crate) async fn run(
 
     let mut completion = Completion::default();
     let mask = !file_transfer;
+    let transfer_log = transfer
+        .as_ref()
+        .and_then(|kind| TransferLog::new(kind, gw.pipeline.sink.clone(), state.id, seq));
     let mut stderr_hook = if mask {
         gw.pipeline.masking.output_hook(&request)
     } else {
@@ -265,6 +275,7 @@ pub(crate) async fn run(
         input_hook,
         stop_rx,
         gw.settings.max_input_buffer,
+        transfer_log.clone(),
     ));
 
     let mut outcome = Outcome::default();
@@ -278,6 +289,7 @@ pub(crate) async fn run(
             mask,
             cast_tx.as_ref(),
             gw.settings.idle_flush,
+            transfer_log.as_deref(),
             &mut outcome,
         ) => false,
         _ = closed.wait_for(|c| *c) => true,
@@ -291,6 +303,9 @@ pub(crate) async fn run(
     let _ = stop_input.send(());
     let _ = input.await;
     drop(cast_tx);
+    if let Some(log) = &transfer_log {
+        log.finish(outcome.error.as_deref().unwrap_or("the transfer ended"));
+    }
 
     completion.bytes = outcome.bytes;
     completion.error = outcome.error.clone();
@@ -359,17 +374,10 @@ fn sig_name(sig: &Sig) -> String {
     }
 }
 
-/// Whether an exec command starts a file transfer (`scp`, `sftp-server`, `rsync --server`).
-fn is_file_transfer(command: &str) -> bool {
-    let first = command.split_whitespace().next().unwrap_or_default();
-    let base = first.rsplit('/').next().unwrap_or(first);
-    matches!(base, "scp" | "sftp-server" | "rsync")
-}
-
 async fn record_gateway_refusal(
     gw: &GatewayInner,
     state: &ConnState,
-    what: String,
+    command: Command,
     rule: &str,
     reason: &str,
 ) {
@@ -378,7 +386,7 @@ async fn record_gateway_refusal(
         state.id,
         portcullis_core::EventKind::Command {
             seq,
-            command: Command::Exec { command: what },
+            command,
             decision: portcullis_core::Decision::deny(rule, reason),
         },
     );
@@ -450,6 +458,7 @@ async fn pump_input(
     mut hook: Option<Box<dyn OutputHook>>,
     mut stop: oneshot::Receiver<()>,
     max_buffer: usize,
+    transfer: Option<Arc<TransferLog>>,
 ) {
     // Reading the client channel never waits for the host: a separate writer drains a
     // queue bounded to `max_buffer` bytes. Waiting here would stall russh's session loop,
@@ -484,6 +493,9 @@ async fn pump_input(
         };
         match msg {
             Some(ChannelMsg::Data { data }) => {
+                if let Some(t) = &transfer {
+                    t.client_data(&data);
+                }
                 if let Some(cast) = &cast {
                     let mut copy = data.to_vec();
                     let masked = match hook.as_mut() {
@@ -579,6 +591,7 @@ async fn pump_output(
     mask: bool,
     cast: Option<&mpsc::Sender<CastEvent>>,
     idle: std::time::Duration,
+    transfer: Option<&TransferLog>,
     out: &mut Outcome,
 ) {
     let mut dirty = false;
@@ -602,6 +615,9 @@ async fn pump_output(
         };
         match msg {
             Some(ChannelMsg::Data { data }) => {
+                if let Some(t) = transfer {
+                    t.host_data(&data);
+                }
                 let mut buf = data.to_vec();
                 if mask && let Err(e) = hooks.chunk(&mut buf) {
                     out.error = Some(e.to_string());

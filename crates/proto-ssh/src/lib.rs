@@ -74,7 +74,11 @@ mod channel;
 mod config;
 mod conn;
 mod error;
+mod forward;
+mod scp;
 mod server;
+mod sftp;
+mod transfer;
 mod upstream;
 
 pub use cast::CastFile;
