@@ -152,7 +152,11 @@ pub(crate) async fn run(
     let channel_id = chan.id();
     let notifier = Notifier::new(move |message: &str| {
         let h = notify_handle.clone();
-        let text = format!("Portcullis: {message}\r\n");
+        let text = if message.starts_with("Portcullis:") {
+            format!("{message}\r\n")
+        } else {
+            format!("Portcullis: {message}\r\n")
+        };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let _ = h.extended_data(channel_id, STDERR, Bytes::from(text)).await;
@@ -301,10 +305,15 @@ pub(crate) async fn run(
             .get_or_insert_with(|| "client disconnected".into());
     }
     let _ = stop_input.send(());
-    let _ = input.await;
+    let client_aborted = input.await.unwrap_or(false);
     drop(cast_tx);
     if let Some(log) = &transfer_log {
-        log.finish(outcome.error.as_deref().unwrap_or("the transfer ended"));
+        let why = if outcome.client_gone || client_aborted {
+            "client disconnected"
+        } else {
+            outcome.error.as_deref().unwrap_or("the transfer ended")
+        };
+        log.finish(why);
     }
 
     completion.bytes = outcome.bytes;
@@ -450,7 +459,8 @@ async fn write_cast(
 }
 
 /// Client to host: data, EOF, window changes and signals. Input is written to the
-/// recording after masking (typed secrets are not stored in clear).
+/// recording after masking (typed secrets are not stored in clear). Returns whether
+/// the client went away without sending EOF first.
 async fn pump_input(
     mut client: russh::ChannelReadHalf,
     up: Arc<ChannelWriteHalf<russh::client::Msg>>,
@@ -459,7 +469,7 @@ async fn pump_input(
     mut stop: oneshot::Receiver<()>,
     max_buffer: usize,
     transfer: Option<Arc<TransferLog>>,
-) {
+) -> bool {
     // Reading the client channel never waits for the host: a separate writer drains a
     // queue bounded to `max_buffer` bytes. Waiting here would stall russh's session loop,
     // and with it this connection's output, while the host waits for that output to
@@ -486,6 +496,7 @@ async fn pump_input(
         }
     });
     let up_queue = |item: Upward, permit| queue.send((item, permit)).is_ok();
+    let (mut saw_eof, mut aborted) = (false, false);
     loop {
         let msg = tokio::select! {
             m = client.wait() => m,
@@ -515,6 +526,7 @@ async fn pump_input(
                 }
             }
             Some(ChannelMsg::Eof) => {
+                saw_eof = true;
                 up_queue(Upward::Eof, None);
             }
             Some(ChannelMsg::WindowChange {
@@ -534,6 +546,7 @@ async fn pump_input(
                 let _ = up.signal(signal).await;
             }
             Some(ChannelMsg::Close) | None => {
+                aborted = !saw_eof;
                 up_queue(Upward::Close, None);
                 break;
             }
@@ -558,6 +571,7 @@ async fn pump_input(
         }
         h.finish(&mut Completion::default());
     }
+    aborted
 }
 
 /// What the input writer sends to the host, in order.
