@@ -111,7 +111,8 @@ enum KeyCmd {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCmd {
-    /// Print how a statement is classified and which rule decides it.
+    /// Print how a statement or an SSH request is read and which rule decides it.
+    /// Give exactly one of --sql, --exec, --shell, --file-transfer, --forward.
     Explain {
         /// Configuration file (TOML).
         #[arg(long, short)]
@@ -126,9 +127,56 @@ enum PolicyCmd {
         #[arg(long, default_value = "someone")]
         subject: String,
         /// The SQL text.
-        #[arg(long)]
-        sql: String,
+        #[arg(long, group = "request")]
+        sql: Option<String>,
+        /// An SSH exec command line.
+        #[arg(long, group = "request")]
+        exec: Option<String>,
+        /// An SSH shell.
+        #[arg(long, group = "request")]
+        shell: bool,
+        /// An SSH file transfer: upload, download or any (sftp).
+        #[arg(long, group = "request")]
+        file_transfer: Option<String>,
+        /// An SSH direct-tcpip forward to HOST:PORT.
+        #[arg(long, group = "request")]
+        forward: Option<String>,
     },
+}
+
+/// The SSH request named on the `policy explain` command line, if any.
+fn explain_request(
+    exec: Option<String>,
+    shell: bool,
+    file_transfer: Option<String>,
+    forward: Option<String>,
+) -> Result<Option<portcullis_core::Command>, String> {
+    use portcullis_core::Command;
+    Ok(Some(if let Some(command) = exec {
+        Command::Exec { command }
+    } else if shell {
+        Command::Shell { pty: true }
+    } else if let Some(direction) = file_transfer {
+        Command::FileTransfer {
+            protocol: if direction == "any" { "sftp" } else { "scp" }.into(),
+            direction: (direction != "any").then_some(direction),
+            command: "file transfer".into(),
+        }
+    } else if let Some(dest) = forward {
+        let (host, port) = dest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("--forward {dest:?}: expected HOST:PORT"))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("--forward {dest:?}: bad port"))?;
+        Command::Forward {
+            mode: "direct-tcpip".into(),
+            host: host.into(),
+            port,
+        }
+    } else {
+        return Ok(None);
+    }))
 }
 
 fn init_logs(json: bool) {
@@ -230,8 +278,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                     groups,
                     subject,
                     sql,
+                    exec,
+                    shell,
+                    file_transfer,
+                    forward,
                 },
         } => {
+            let ssh = explain_request(exec, shell, file_transfer, forward)?;
             let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
             let Some(t) = parsed.targets.get(&target) else {
                 return Err(format!("{}: no target {target:?}", config.display()));
@@ -252,17 +305,44 @@ async fn run(cli: Cli) -> Result<(), String> {
                 );
                 return Ok(());
             }
-            match t.policy() {
-                Some(policy) => {
-                    let compiled = portcullis_policy::CompiledPolicy::compile(policy)
-                        .map_err(|e| format!("targets.{target}.policy: {e}"))?;
+            let policy = match t.policy() {
+                Some(policy) => Some(
+                    portcullis_policy::CompiledPolicy::compile(policy)
+                        .map_err(|e| format!("targets.{target}.policy: {e}"))?,
+                ),
+                None => None,
+            };
+            match (ssh, sql, policy) {
+                (Some(command), _, Some(compiled)) => {
+                    let text = compiled
+                        .explain_ssh(&identity, &command)
+                        .ok_or("not an SSH request")?;
+                    print!("{text}");
+                }
+                (Some(command), _, None) => {
+                    let verdict = if let portcullis_core::Command::Forward { .. } = command {
+                        "deny by rule forwarding-default"
+                    } else {
+                        "allow by rule default"
+                    };
+                    println!(
+                        "request: {}\ndecision: {verdict} (target {target} has no policy)",
+                        command.summary()
+                    );
+                }
+                (None, Some(sql), Some(compiled)) => {
                     print!("{}", compiled.explain(&identity, &sql));
                 }
-                None => {
+                (None, Some(sql), None) => {
                     let class = portcullis_policy::classify(&sql);
                     println!(
                         "classification: {}\ndecision: allow by rule default (target {target} has no policy)",
                         serde_json::to_string(&class).map_err(|e| e.to_string())?
+                    );
+                }
+                (None, None, _) => {
+                    return Err(
+                        "give one of --sql, --exec, --shell, --file-transfer, --forward".into(),
                     );
                 }
             }

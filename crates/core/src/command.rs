@@ -39,6 +39,28 @@ pub enum Command {
         /// Whether a PTY was requested.
         pty: bool,
     },
+    /// An SSH file transfer: the `sftp` subsystem, or `scp` / `rsync` run as an exec.
+    FileTransfer {
+        /// `sftp`, `scp` or `rsync`.
+        protocol: String,
+        /// `upload` (client to host), `download` (host to client), or `None` when the
+        /// protocol decides per file (sftp).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        direction: Option<String>,
+        /// The command line (`subsystem sftp` for the subsystem).
+        command: String,
+    },
+    /// A forwarded connection or forwarding request (SSH `direct-tcpip`, `tcpip-forward`,
+    /// agent or X11 forwarding).
+    Forward {
+        /// `direct-tcpip`, `tcpip-forward`, `direct-streamlocal`, `streamlocal-forward`,
+        /// `agent` or `x11`.
+        mode: String,
+        /// Destination host (`direct-tcpip`), bind address (`tcpip-forward`) or socket path.
+        host: String,
+        /// Destination or bind port (0 when not applicable).
+        port: u32,
+    },
     /// An HTTP request.
     Http {
         /// Request method.
@@ -61,6 +83,16 @@ impl Command {
                     "shell (pty)".to_string()
                 } else {
                     "shell".to_string()
+                }
+            }
+            Command::FileTransfer { command, .. } => command.clone(),
+            Command::Forward { mode, host, port } => {
+                if *port == 0 && host.is_empty() {
+                    mode.clone()
+                } else if *port == 0 {
+                    format!("{mode} {host}")
+                } else {
+                    format!("{mode} {host}:{port}")
                 }
             }
             Command::Http {

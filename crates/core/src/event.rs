@@ -88,6 +88,34 @@ pub enum EventKind {
         /// Outcome.
         completion: Completion,
     },
+    /// One file operation inside an allowed file transfer (sftp or legacy scp), recorded
+    /// when the operation ends (file closed, request answered, transfer interrupted).
+    /// Observed from the protocol as it passes; the stream is not altered.
+    FileOperation {
+        /// Sequence of the file transfer command it belongs to.
+        seq: u64,
+        /// `sftp` or `scp`.
+        protocol: String,
+        /// `read`, `write`, `open`, `remove`, `rename`, `mkdir`, `rmdir`, `setstat`,
+        /// `symlink` (sftp); `upload`, `download`, `mkdir` (scp).
+        op: String,
+        /// The path as the client named it.
+        path: String,
+        /// The new path of a rename or the target of a symlink.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// `upload` (client to host) or `download` (host to client), when data moved.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        direction: Option<String>,
+        /// File data bytes that passed (written plus read).
+        bytes: u64,
+        /// The size the protocol announced (scp), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        /// Why the operation failed or is incomplete (host status, transfer cut off).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A command was parked for approval.
     ApprovalRequested {
         /// Approval request id.
@@ -162,6 +190,7 @@ impl EventKind {
             EventKind::SessionClosed { .. } => "session_closed",
             EventKind::Command { .. } => "command",
             EventKind::CommandResult { .. } => "command_result",
+            EventKind::FileOperation { .. } => "file_operation",
             EventKind::ApprovalRequested { .. } => "approval_requested",
             EventKind::ApprovalDecided { .. } => "approval_decided",
             EventKind::ApprovalClosed { .. } => "approval_closed",

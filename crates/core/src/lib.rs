@@ -89,6 +89,10 @@ pub use pipeline::{
     Notifier, Pipeline, Policy, PolicyLayer, Record, RecordLayer, TargetAccessOnly,
 };
 pub use secret::Secret;
+
+/// Rule id of decisions denying forwarding (SSH `direct-tcpip`, `tcpip-forward`, agent,
+/// X11) because no policy rule allows it: forwarding is never allowed by a default.
+pub const RULE_FORWARDING_DEFAULT: &str = "forwarding-default";
 pub use session::{SessionContext, SessionId};
 pub use target::{Protocol, Target};
 pub use time::Timestamp;

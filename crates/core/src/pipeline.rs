@@ -152,12 +152,22 @@ pub trait Masking: Send + Sync + 'static {
 }
 
 /// Policy that only relies on the connection-time target access check: every
-/// command of an admitted session is allowed, under rule `target-access`.
+/// command of an admitted session is allowed, under rule `target-access`, except
+/// forwarding ([`Command::Forward`]), which is denied under rule
+/// [`RULE_FORWARDING_DEFAULT`](crate::RULE_FORWARDING_DEFAULT).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TargetAccessOnly;
 
 impl CommandPolicy for TargetAccessOnly {
-    fn decide(&self, session: &SessionContext, _command: &Command) -> Result<Decision> {
+    fn decide(&self, session: &SessionContext, command: &Command) -> Result<Decision> {
+        if let Command::Forward { .. } = command {
+            // Forwarding opens paths the target's own access rules do not describe:
+            // only a policy rule can allow it.
+            return Ok(Decision::deny(
+                crate::RULE_FORWARDING_DEFAULT,
+                "forwarding is denied unless a policy rule allows it",
+            ));
+        }
         if session.target.admits(&session.identity) {
             Ok(Decision::allow(
                 "target-access",

@@ -40,6 +40,10 @@ pub struct PolicyConfig {
     /// The rules, evaluated in order; the first that matches decides.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Rules for SSH requests (exec, shell, file transfer, forwarding), evaluated in
+    /// order; the first that matches decides. See [`crate::SshRuleConfig`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_rules: Vec<crate::SshRuleConfig>,
 }
 
 impl Default for PolicyConfig {
@@ -48,6 +52,7 @@ impl Default for PolicyConfig {
             default: DefaultAction::Deny,
             default_schema: default_schema(),
             rules: Vec::new(),
+            ssh_rules: Vec::new(),
         }
     }
 }

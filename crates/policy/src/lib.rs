@@ -12,6 +12,9 @@
 //!   [`CompiledPolicy::compile`] validates it and [`CompiledPolicy::decide`] decides.
 //!   The first matching rule (in file order) wins; a multi-statement string gets the
 //!   strictest decision of its statements (deny > review > allow).
+//! - [`SshRuleConfig`] (`ssh_rules` of a target's policy) decides SSH requests: exec
+//!   command lines (read like a POSIX shell would, see [`parse_command_line`]), shells,
+//!   file transfer and forwarding, through [`CompiledPolicy::decide_ssh`].
 //! - [`PolicySet`] holds the compiled policies of all targets and implements
 //!   [`portcullis_core::CommandPolicy`] for the pipeline.
 //!
@@ -79,15 +82,18 @@
 
 mod cache;
 mod classify;
+mod cmdline;
 mod config;
 mod error;
 mod fallback;
 mod functions;
 mod rules;
 mod set;
+mod ssh;
 
 pub use cache::{ClassificationCache, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_MAX_SQL};
 pub use classify::{Classification, Kind, MAX_OPERATORS, StatementClass, TableAccess, classify};
+pub use cmdline::{CommandLine, SimpleCommand, parse_command_line};
 pub use config::{DefaultAction, PolicyConfig, QuorumConfig, RuleConfig};
 pub use error::PolicyError;
 pub use functions::{DANGEROUS_FUNCTIONS, danger_of};
@@ -96,6 +102,7 @@ pub use rules::{
     Rule, StatementDecision,
 };
 pub use set::{PolicySet, PolicySetConfig};
+pub use ssh::{RULE_FORWARDING_DEFAULT, RULE_UNPARSABLE, SshRule, SshRuleConfig};
 
 use portcullis_core::Identity;
 

@@ -20,10 +20,12 @@ pub const RULE_UNKNOWN: &str = "unknown-statement";
 /// Rule id of decisions on commands the policy has no rules for (exec, shell, HTTP).
 pub const RULE_UNSUPPORTED: &str = "unsupported-command";
 
-const RESERVED_IDS: &[&str] = &[
+pub(crate) const RESERVED_IDS: &[&str] = &[
     RULE_DEFAULT,
     RULE_UNKNOWN,
     RULE_UNSUPPORTED,
+    crate::ssh::RULE_UNPARSABLE,
+    portcullis_core::RULE_FORWARDING_DEFAULT,
     "target-access",
     "no-policy",
     "policy-error",
@@ -430,6 +432,7 @@ fn strictness(v: Verdict) -> u8 {
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
     rules: Vec<Rule>,
+    ssh_rules: Vec<crate::ssh::SshRule>,
     default: DefaultAction,
     default_schema: String,
     cache: Arc<ClassificationCache>,
@@ -459,8 +462,20 @@ impl CompiledPolicy {
             }
             rules.push(rule);
         }
+        let mut ssh_rules = Vec::with_capacity(config.ssh_rules.len());
+        for (index, cfg) in config.ssh_rules.iter().enumerate() {
+            let rule = crate::ssh::compile_rule(index, cfg)?;
+            if RESERVED_IDS.contains(&rule.id.as_str()) || !seen.insert(rule.id.clone()) {
+                return Err(PolicyError::Setting {
+                    key: format!("ssh_rules[{index}] (id `{}`).id", rule.id),
+                    message: "duplicate or reserved rule id (ids are shared with `rules`)".into(),
+                });
+            }
+            ssh_rules.push(rule);
+        }
         Ok(Self {
             rules,
+            ssh_rules,
             default: config.default,
             default_schema: config.default_schema.clone(),
             cache: Arc::new(ClassificationCache::default()),
@@ -488,9 +503,43 @@ impl CompiledPolicy {
         self.rules.iter().find(|r| r.id == id)
     }
 
-    /// Who must approve commands that rule `id` sends to review.
+    /// Who must approve commands that rule `id` (SQL or SSH) sends to review.
     pub fn review_requirement(&self, id: &str) -> Option<&ReviewRequirement> {
-        self.rule(id).and_then(|r| r.review.as_ref())
+        match self.rule(id) {
+            Some(r) => r.review.as_ref(),
+            None => self
+                .ssh_rules
+                .iter()
+                .find(|r| r.id == id)
+                .and_then(|r| r.review.as_ref()),
+        }
+    }
+
+    /// The SSH rules, in evaluation order.
+    pub fn ssh_rules(&self) -> &[crate::ssh::SshRule] {
+        &self.ssh_rules
+    }
+
+    /// Decides on an SSH request (`Exec`, `Shell`, `FileTransfer`, `Forward`) with the
+    /// SSH rules; `None` for other commands. Exec, shell and file transfer fall back to
+    /// the policy's default; forwarding is denied unless a rule allows it. Exec command
+    /// lines that cannot be read are denied (`unparsable-command`).
+    pub fn decide_ssh(
+        &self,
+        identity: &Identity,
+        command: &portcullis_core::Command,
+    ) -> Option<Decision> {
+        crate::ssh::decide(&self.ssh_rules, self.default, identity, command)
+    }
+
+    /// A human-readable account of how an SSH request is read and decided; `None` for
+    /// other commands.
+    pub fn explain_ssh(
+        &self,
+        identity: &Identity,
+        command: &portcullis_core::Command,
+    ) -> Option<String> {
+        crate::ssh::explain(&self.ssh_rules, self.default, identity, command)
     }
 
     /// The action when no rule matches.

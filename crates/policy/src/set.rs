@@ -38,7 +38,9 @@ pub struct PolicySetConfig {
 /// Compiled policies keyed by target name, sharing one classification cache.
 ///
 /// Implements [`CommandPolicy`]: the session's target must admit the identity
-/// (rule `target-access`), then SQL commands are decided by the target's policy.
+/// (rule `target-access`), then SQL commands are decided by the target's policy's
+/// `rules`, SSH requests by its `ssh_rules`. Forwarding is denied unless an SSH rule
+/// allows it, also on targets without a policy.
 /// A target without a policy gets the set's default (rule `default`).
 #[derive(Debug, Clone)]
 pub struct PolicySet {
@@ -115,6 +117,15 @@ impl CommandPolicy for PolicySet {
             ));
         }
         let Some(policy) = self.targets.get(&session.target.name) else {
+            if let Command::Forward { .. } = command {
+                return Ok(Decision::deny(
+                    portcullis_core::RULE_FORWARDING_DEFAULT,
+                    format!(
+                        "no policy configured for target `{}`; forwarding needs a rule that allows it",
+                        session.target.name
+                    ),
+                ));
+            }
             return Ok(self.set_default(&format!(
                 "no policy configured for target `{}`",
                 session.target.name
@@ -122,13 +133,13 @@ impl CommandPolicy for PolicySet {
         };
         match command {
             Command::Sql { text, .. } => Ok(policy.decide_shared(&session.identity, text).1),
-            // Extension point: exec, shell and HTTP commands get their own classifiers
-            // and matchers here. Until then only a target whose default is allow lets
-            // them through.
             other => {
+                if let Some(d) = policy.decide_ssh(&session.identity, other) {
+                    return Ok(d);
+                }
+                // Extension point: HTTP commands get their own matchers here. Until then
+                // only a target whose default is allow lets them through.
                 let what = match other {
-                    Command::Exec { .. } => "exec",
-                    Command::Shell { .. } => "shell",
                     Command::Http { .. } => "http",
                     _ => "this kind of",
                 };

@@ -633,16 +633,21 @@ fn policy_set_implements_command_policy() {
         .unwrap();
     assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Deny, RULE_DEFAULT));
 
-    // Non-SQL commands: unsupported, following the target's default.
+    // SSH exec without SSH rules: the target's default.
     let exec = Command::Exec {
         command: "ls".into(),
     };
     let d = set.decide(&staff, &exec).unwrap();
-    assert_eq!(
-        (d.verdict, d.rule.as_str()),
-        (Verdict::Deny, RULE_UNSUPPORTED)
-    );
+    assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Deny, RULE_DEFAULT));
     let d = set.decide(&session("sandbox", &["staff"]), &exec).unwrap();
+    assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Allow, RULE_DEFAULT));
+    // HTTP has no rules yet: unsupported, following the target's default.
+    let http = Command::Http {
+        method: "GET".into(),
+        path: "/".into(),
+        query: None,
+    };
+    let d = set.decide(&session("sandbox", &["staff"]), &http).unwrap();
     assert_eq!(
         (d.verdict, d.rule.as_str()),
         (Verdict::Allow, RULE_UNSUPPORTED)

@@ -15,6 +15,7 @@ use crate::SshError;
 use crate::cast::{CastFile, CastWriter};
 use crate::conn::{ConnState, OpenSession};
 use crate::server::GatewayInner;
+use crate::transfer::{TransferKind, TransferLog};
 
 /// Exit status reported for commands the gateway refused (like a shell's "cannot execute").
 pub const EXIT_DENIED: u32 = 126;
@@ -98,15 +99,17 @@ pub(crate) async fn run(
     };
 
     let target_name = open.target.target.name.clone();
-    let file_transfer = match &start {
-        Start::Exec(command) => is_file_transfer(command),
-        Start::Subsystem(name) if name == "sftp" => true,
+    let transfer = match &start {
+        Start::Exec(command) => TransferKind::of_exec(command),
+        Start::Subsystem(name) if name == "sftp" => Some(TransferKind::sftp()),
         Start::Subsystem(name) => {
             let message = format!("subsystem {name} is not supported by this gateway");
             record_gateway_refusal(
                 &gw,
                 &state,
-                format!("subsystem {name}"),
+                Command::Exec {
+                    command: format!("subsystem {name}"),
+                },
                 "ssh-subsystem",
                 &message,
             )
@@ -114,27 +117,31 @@ pub(crate) async fn run(
             refuse(&chan, &format!("Portcullis: {message}\r\n"), EXIT_DENIED).await;
             return;
         }
-        Start::Shell => false,
+        Start::Shell => None,
     };
-    let command = match &start {
-        Start::Exec(command) => Command::Exec {
+    let file_transfer = transfer.is_some();
+    let command = match (&start, &transfer) {
+        (Start::Exec(command), Some(kind)) => Command::FileTransfer {
+            protocol: kind.protocol.into(),
+            direction: kind.direction.map(String::from),
             command: command.clone(),
         },
-        Start::Shell => Command::Shell { pty: pty.is_some() },
-        Start::Subsystem(name) => Command::Exec {
+        (Start::Subsystem(name), Some(kind)) => Command::FileTransfer {
+            protocol: kind.protocol.into(),
+            direction: None,
+            command: format!("subsystem {name}"),
+        },
+        (Start::Exec(command), None) => Command::Exec {
+            command: command.clone(),
+        },
+        (Start::Shell, _) => Command::Shell { pty: pty.is_some() },
+        (Start::Subsystem(name), None) => Command::Exec {
             command: format!("subsystem {name}"),
         },
     };
     if file_transfer && !open.target.endpoint.config.allow_file_transfer {
         let message = format!("file transfer (sftp/scp) is not allowed on target {target_name}");
-        record_gateway_refusal(
-            &gw,
-            &state,
-            command.summary(),
-            "ssh-file-transfer",
-            &message,
-        )
-        .await;
+        record_gateway_refusal(&gw, &state, command.clone(), "ssh-file-transfer", &message).await;
         refuse(&chan, &format!("Portcullis: {message}\r\n"), EXIT_DENIED).await;
         return;
     }
@@ -145,7 +152,11 @@ pub(crate) async fn run(
     let channel_id = chan.id();
     let notifier = Notifier::new(move |message: &str| {
         let h = notify_handle.clone();
-        let text = format!("Portcullis: {message}\r\n");
+        let text = if message.starts_with("Portcullis:") {
+            format!("{message}\r\n")
+        } else {
+            format!("Portcullis: {message}\r\n")
+        };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let _ = h.extended_data(channel_id, STDERR, Bytes::from(text)).await;
@@ -189,6 +200,9 @@ pub(crate) async fn run(
 
     let mut completion = Completion::default();
     let mask = !file_transfer;
+    let transfer_log = transfer
+        .as_ref()
+        .and_then(|kind| TransferLog::new(kind, gw.pipeline.sink.clone(), state.id, seq));
     let mut stderr_hook = if mask {
         gw.pipeline.masking.output_hook(&request)
     } else {
@@ -265,6 +279,7 @@ pub(crate) async fn run(
         input_hook,
         stop_rx,
         gw.settings.max_input_buffer,
+        transfer_log.clone(),
     ));
 
     let mut outcome = Outcome::default();
@@ -278,6 +293,7 @@ pub(crate) async fn run(
             mask,
             cast_tx.as_ref(),
             gw.settings.idle_flush,
+            transfer_log.as_deref(),
             &mut outcome,
         ) => false,
         _ = closed.wait_for(|c| *c) => true,
@@ -289,8 +305,16 @@ pub(crate) async fn run(
             .get_or_insert_with(|| "client disconnected".into());
     }
     let _ = stop_input.send(());
-    let _ = input.await;
+    let client_aborted = input.await.unwrap_or(false);
     drop(cast_tx);
+    if let Some(log) = &transfer_log {
+        let why = if outcome.client_gone || client_aborted {
+            "client disconnected"
+        } else {
+            outcome.error.as_deref().unwrap_or("the transfer ended")
+        };
+        log.finish(why);
+    }
 
     completion.bytes = outcome.bytes;
     completion.error = outcome.error.clone();
@@ -359,17 +383,10 @@ fn sig_name(sig: &Sig) -> String {
     }
 }
 
-/// Whether an exec command starts a file transfer (`scp`, `sftp-server`, `rsync --server`).
-fn is_file_transfer(command: &str) -> bool {
-    let first = command.split_whitespace().next().unwrap_or_default();
-    let base = first.rsplit('/').next().unwrap_or(first);
-    matches!(base, "scp" | "sftp-server" | "rsync")
-}
-
 async fn record_gateway_refusal(
     gw: &GatewayInner,
     state: &ConnState,
-    what: String,
+    command: Command,
     rule: &str,
     reason: &str,
 ) {
@@ -378,7 +395,7 @@ async fn record_gateway_refusal(
         state.id,
         portcullis_core::EventKind::Command {
             seq,
-            command: Command::Exec { command: what },
+            command,
             decision: portcullis_core::Decision::deny(rule, reason),
         },
     );
@@ -442,7 +459,8 @@ async fn write_cast(
 }
 
 /// Client to host: data, EOF, window changes and signals. Input is written to the
-/// recording after masking (typed secrets are not stored in clear).
+/// recording after masking (typed secrets are not stored in clear). Returns whether
+/// the client went away without sending EOF first.
 async fn pump_input(
     mut client: russh::ChannelReadHalf,
     up: Arc<ChannelWriteHalf<russh::client::Msg>>,
@@ -450,7 +468,8 @@ async fn pump_input(
     mut hook: Option<Box<dyn OutputHook>>,
     mut stop: oneshot::Receiver<()>,
     max_buffer: usize,
-) {
+    transfer: Option<Arc<TransferLog>>,
+) -> bool {
     // Reading the client channel never waits for the host: a separate writer drains a
     // queue bounded to `max_buffer` bytes. Waiting here would stall russh's session loop,
     // and with it this connection's output, while the host waits for that output to
@@ -477,6 +496,7 @@ async fn pump_input(
         }
     });
     let up_queue = |item: Upward, permit| queue.send((item, permit)).is_ok();
+    let (mut saw_eof, mut aborted) = (false, false);
     loop {
         let msg = tokio::select! {
             m = client.wait() => m,
@@ -484,6 +504,9 @@ async fn pump_input(
         };
         match msg {
             Some(ChannelMsg::Data { data }) => {
+                if let Some(t) = &transfer {
+                    t.client_data(&data);
+                }
                 if let Some(cast) = &cast {
                     let mut copy = data.to_vec();
                     let masked = match hook.as_mut() {
@@ -503,6 +526,7 @@ async fn pump_input(
                 }
             }
             Some(ChannelMsg::Eof) => {
+                saw_eof = true;
                 up_queue(Upward::Eof, None);
             }
             Some(ChannelMsg::WindowChange {
@@ -522,6 +546,7 @@ async fn pump_input(
                 let _ = up.signal(signal).await;
             }
             Some(ChannelMsg::Close) | None => {
+                aborted = !saw_eof;
                 up_queue(Upward::Close, None);
                 break;
             }
@@ -546,6 +571,7 @@ async fn pump_input(
         }
         h.finish(&mut Completion::default());
     }
+    aborted
 }
 
 /// What the input writer sends to the host, in order.
@@ -579,6 +605,7 @@ async fn pump_output(
     mask: bool,
     cast: Option<&mpsc::Sender<CastEvent>>,
     idle: std::time::Duration,
+    transfer: Option<&TransferLog>,
     out: &mut Outcome,
 ) {
     let mut dirty = false;
@@ -602,6 +629,9 @@ async fn pump_output(
         };
         match msg {
             Some(ChannelMsg::Data { data }) => {
+                if let Some(t) = transfer {
+                    t.host_data(&data);
+                }
                 let mut buf = data.to_vec();
                 if mask && let Err(e) = hooks.chunk(&mut buf) {
                     out.error = Some(e.to_string());

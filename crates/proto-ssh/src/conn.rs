@@ -346,20 +346,52 @@ impl ConnHandler {
         }
     }
 
-    /// Records a refused channel or forwarding request as a denied command.
-    async fn record_refusal(&self, what: String, rule: &str, reason: &str) {
+    /// Records a refused forwarding request as a denied command.
+    async fn record_refusal(&self, command: Command, rule: &str, reason: &str) {
         let seq = self.state.next_seq();
         let event = Event::now(
             self.state.id,
             EventKind::Command {
                 seq,
-                command: Command::Exec { command: what },
+                command,
                 decision: Decision::deny(rule, reason),
             },
         );
         if let Err(e) = self.gw.pipeline.sink.record(event).await {
             tracing::error!(session = %self.state.id, error = %e, "refusal not recorded");
         }
+    }
+
+    /// Gives the open back when another channel may open; otherwise refuses it.
+    async fn channel_room(&self, reply: ChannelOpenHandle) -> Option<ChannelOpenHandle> {
+        let running = match self.state.tasks.lock() {
+            Ok(mut t) => {
+                t.retain(|t| !t.is_finished());
+                t.len()
+            }
+            Err(_) => usize::MAX,
+        };
+        if running < self.gw.settings.max_channels {
+            return Some(reply);
+        }
+        reply
+            .reject(ChannelOpenFailure::Other {
+                code: 4,
+                reason: format!(
+                    "Portcullis: at most {} channels per connection",
+                    self.gw.settings.max_channels
+                ),
+            })
+            .await;
+        None
+    }
+}
+
+fn forward(mode: &str, host: &str, port: u32) -> Command {
+    Command::Forward {
+        mode: mode.into(),
+        host: host.into(),
+        port,
     }
 }
 
@@ -545,25 +577,9 @@ impl russh::server::Handler for ConnHandler {
                 .await;
             return Ok(());
         };
-        let running = match self.state.tasks.lock() {
-            Ok(mut t) => {
-                t.retain(|t| !t.is_finished());
-                t.len()
-            }
-            Err(_) => return Ok(()),
-        };
-        if running >= self.gw.settings.max_channels {
-            reply
-                .reject(ChannelOpenFailure::Other {
-                    code: 4,
-                    reason: format!(
-                        "Portcullis: at most {} channels per connection",
-                        self.gw.settings.max_channels
-                    ),
-                })
-                .await;
+        let Some(reply) = self.channel_room(reply).await else {
             return Ok(());
-        }
+        };
         let task = tokio::spawn(crate::channel::run(
             self.gw.clone(),
             self.state.clone(),
@@ -580,27 +596,40 @@ impl russh::server::Handler for ConnHandler {
 
     async fn channel_open_direct_tcpip(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         host_to_connect: &str,
         port_to_connect: u32,
-        _originator_address: &str,
-        _originator_port: u32,
+        originator_address: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let reason = "port forwarding is disabled on this gateway";
-        self.record_refusal(
-            format!("direct-tcpip {host_to_connect}:{port_to_connect}"),
-            "ssh-forwarding",
-            reason,
-        )
-        .await;
-        reply
-            .reject(ChannelOpenFailure::Other {
-                code: 1,
-                reason: format!("Portcullis: {reason}"),
-            })
-            .await;
+        let Some(open) = self.state.opened() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let Some(reply) = self.channel_room(reply).await else {
+            return Ok(());
+        };
+        // Decided (and possibly approved) in its own task: the connection keeps running.
+        let task = tokio::spawn(crate::forward::run(
+            self.gw.clone(),
+            self.state.clone(),
+            open,
+            channel,
+            reply,
+            crate::forward::Destination {
+                host: host_to_connect.to_string(),
+                port: port_to_connect,
+                originator: originator_address.to_string(),
+                originator_port,
+            },
+        ));
+        if let Ok(mut t) = self.state.tasks.lock() {
+            t.push(task);
+        }
         Ok(())
     }
 
@@ -613,7 +642,7 @@ impl russh::server::Handler for ConnHandler {
     ) -> Result<(), Self::Error> {
         let reason = "socket forwarding is disabled on this gateway";
         self.record_refusal(
-            format!("direct-streamlocal {socket_path}"),
+            forward("direct-streamlocal", socket_path, 0),
             "ssh-forwarding",
             reason,
         )
@@ -634,9 +663,9 @@ impl russh::server::Handler for ConnHandler {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         self.record_refusal(
-            format!("tcpip-forward {address}:{port}"),
+            forward("tcpip-forward", address, *port),
             "ssh-forwarding",
-            "remote port forwarding is disabled on this gateway",
+            "remote port forwarding (ssh -R) is not supported by this gateway",
         )
         .await;
         Ok(false)
@@ -648,7 +677,7 @@ impl russh::server::Handler for ConnHandler {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         self.record_refusal(
-            format!("streamlocal-forward {socket_path}"),
+            forward("streamlocal-forward", socket_path, 0),
             "ssh-forwarding",
             "remote socket forwarding is disabled on this gateway",
         )
@@ -662,9 +691,9 @@ impl russh::server::Handler for ConnHandler {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         self.record_refusal(
-            "auth-agent-req".into(),
+            forward("agent", "", 0),
             "ssh-forwarding",
-            "agent forwarding is disabled on this gateway",
+            "agent forwarding is not supported by this gateway",
         )
         .await;
         Ok(false)
@@ -680,9 +709,9 @@ impl russh::server::Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.record_refusal(
-            "x11-req".into(),
+            forward("x11", "", 0),
             "ssh-forwarding",
-            "X11 forwarding is disabled on this gateway",
+            "X11 forwarding is not supported by this gateway",
         )
         .await;
         session.channel_failure(channel)?;

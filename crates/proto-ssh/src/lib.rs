@@ -20,8 +20,13 @@
 //!   for approval); PTY size, window changes and signals are forwarded; terminals are
 //!   written as asciicast v2 files under `recordings_dir`, whose name and SHA-256 are
 //!   recorded in the command's completion tag.
-//! - **Refused by default**: port forwarding (local and remote), agent and X11
-//!   forwarding, other subsystems; `sftp`/`scp` unless the target allows file transfer.
+//! - **File transfer** (`sftp`, `scp`, `rsync`), when the target allows it, is a
+//!   `Command::FileTransfer` through the pipeline; sftp (v3) and legacy scp streams are
+//!   read as they pass and each file operation is recorded as a `file_operation` event.
+//! - **Forwarding**: each `direct-tcpip` channel (`ssh -L`, `-W`, `-D`) is a
+//!   `Command::Forward` decided with its destination, opened from the host and relayed
+//!   with byte counts; denied unless a policy rule allows it.
+//! - **Refused**: remote forwarding, agent and X11 forwarding, other subsystems.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -74,7 +79,11 @@ mod channel;
 mod config;
 mod conn;
 mod error;
+mod forward;
+mod scp;
 mod server;
+mod sftp;
+mod transfer;
 mod upstream;
 
 pub use cast::CastFile;

@@ -389,7 +389,7 @@ async fn forwarding_and_file_transfer_are_refused() {
     let out = tunnel.wait_with_output().await.unwrap();
     let err = text(&out.stderr);
     assert!(
-        err.contains("Portcullis: port forwarding is disabled"),
+        err.contains("Portcullis: denied by policy rule forwarding-default"),
         "{err}"
     );
 
@@ -433,8 +433,8 @@ async fn forwarding_and_file_transfer_are_refused() {
         })
         .await;
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::Command { decision, command: Command::Exec { command }, .. }
-            if decision.rule == "ssh-forwarding" && command.starts_with("direct-tcpip 127.0.0.1:"))));
+        EventKind::Command { decision, command: Command::Forward { mode, host, .. }, .. }
+            if decision.rule == "forwarding-default" && mode == "direct-tcpip" && host == "127.0.0.1")));
     h.stop().await;
 }
 
