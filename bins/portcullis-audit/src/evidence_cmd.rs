@@ -21,7 +21,7 @@ pub enum Opened {
     /// A stopped gateway's store.
     Store(SledStore, PathBuf),
     /// A shared PostgreSQL store: one chain (`--chain`) or every chain.
-    Shared(PgStore),
+    Shared(Box<PgStore>),
     /// An exported bundle.
     Bundle(Bundle),
 }
@@ -44,7 +44,7 @@ impl Opened {
                 let s = open_sled(&path)?;
                 Ok(Opened::Store(s, path))
             }
-            (Some(StoreArg::Postgres(url)), None) => Ok(Opened::Shared(open_shared(&url, chain)?)),
+            (Some(StoreArg::Postgres(url)), None) => Ok(Opened::Shared(Box::new(open_shared(&url, chain)?))),
             (None, Some(dir)) => Bundle::open(&dir)
                 .map(Opened::Bundle)
                 .map_err(|e| AuditError::Store(e.to_string())),
@@ -59,7 +59,7 @@ impl Opened {
     pub fn source(&self) -> EvidenceSource<'_> {
         match self {
             Opened::Store(s, _) => EvidenceSource::Store(s),
-            Opened::Shared(s) => EvidenceSource::Store(s),
+            Opened::Shared(s) => EvidenceSource::Store(s.as_ref()),
             Opened::Bundle(b) => EvidenceSource::Bundle(b),
         }
     }
@@ -355,7 +355,7 @@ pub fn run_export(
             (store, key_path)
         }
         Opened::Shared(pg) => match opened.chains()? {
-            None => (pg, signing_key),
+            None => (pg.as_ref(), signing_key),
             Some(chains) => {
                 if signing_key.is_some() {
                     return Err(AuditError::Usage(

@@ -95,7 +95,7 @@ pub enum Source {
     /// A stopped gateway's store.
     Store(SledStore),
     /// A shared PostgreSQL store (every chain, or the one `--chain` names).
-    Shared(PgStore),
+    Shared(Box<PgStore>),
     /// A running gateway's query API.
     Gateway {
         /// Base URL without a trailing slash.
@@ -134,7 +134,7 @@ impl Source {
                 })
             }
             (None, Some(StoreArg::Sled(path))) => Ok(Source::Store(open_sled(&path)?)),
-            (None, Some(StoreArg::Postgres(url))) => Ok(Source::Shared(open_shared(&url, chain)?)),
+            (None, Some(StoreArg::Postgres(url))) => Ok(Source::Shared(Box::new(open_shared(&url, chain)?))),
             (None, None) => Err(AuditError::Usage(
                 "say where the record is: --gateway URL (running gateway) or --store PATH (stopped gateway)".into(),
             )),
@@ -146,7 +146,7 @@ impl Source {
     fn store(&self) -> Option<&dyn EventStore> {
         match self {
             Source::Store(s) => Some(s),
-            Source::Shared(s) => Some(s),
+            Source::Shared(s) => Some(s.as_ref()),
             Source::Gateway { .. } => None,
         }
     }

@@ -662,9 +662,15 @@ fn append_batch(
     Ok(head)
 }
 
+/// One page: each item with the key the next page starts from (or after).
+type Page<T, K> = Vec<(K, Result<T>)>;
+
+/// Reads the page at key `K` of at most `usize` items.
+type Fetch<T, K> = Box<dyn FnMut(K, usize) -> Result<Page<T, K>> + Send>;
+
 /// A lazily read sequence: each page is one query on the reader connection.
 struct Pager<T, K> {
-    fetch: Box<dyn FnMut(K, usize) -> Result<Vec<(K, Result<T>)>> + Send>,
+    fetch: Fetch<T, K>,
     next: K,
     remaining: usize,
     buffer: VecDeque<Result<T>>,
