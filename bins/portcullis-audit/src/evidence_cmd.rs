@@ -44,7 +44,9 @@ impl Opened {
                 let s = open_sled(&path)?;
                 Ok(Opened::Store(s, path))
             }
-            (Some(StoreArg::Postgres(url)), None) => Ok(Opened::Shared(Box::new(open_shared(&url, chain)?))),
+            (Some(StoreArg::Postgres(url)), None) => {
+                Ok(Opened::Shared(Box::new(open_shared(&url, chain)?)))
+            }
             (None, Some(dir)) => Bundle::open(&dir)
                 .map(Opened::Bundle)
                 .map_err(|e| AuditError::Store(e.to_string())),

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_core::{Command, Decision, Event, EventKind, SessionId, SqlVia, Timestamp};
-use portcullis_recording::{
-    Durability, EventStore, PgStore, Recorder, RecorderOptions, SledStore,
-};
+use portcullis_recording::{Durability, EventStore, PgStore, Recorder, RecorderOptions, SledStore};
 use portcullis_testkit::ScratchDb;
 
 fn event(session: SessionId, seq: u64) -> Event {

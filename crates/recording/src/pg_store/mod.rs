@@ -48,7 +48,14 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 impl From<postgres::Error> for RecordingError {
     fn from(e: postgres::Error) -> Self {
-        RecordingError::Storage(format!("PostgreSQL: {e}"))
+        // The top-level message ("error connecting to server") says little; add the
+        // cause (refused, timed out, authentication failed …). Neither carries the URL.
+        match std::error::Error::source(&e) {
+            Some(cause) if !e.to_string().contains(&cause.to_string()) => {
+                RecordingError::Storage(format!("PostgreSQL: {e}: {cause}"))
+            }
+            _ => RecordingError::Storage(format!("PostgreSQL: {e}")),
+        }
     }
 }
 
