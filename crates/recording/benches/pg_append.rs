@@ -66,7 +66,6 @@ fn main() {
     // Warm up both (connections, prepared statements, caches).
     run(&pg, 1000, 2000);
     run(&sled, 1000, 2000);
-    println!("{:<34} {:>12} {:>12}", "case", "postgres", "sled");
     for (batch, total) in [(1000usize, 50_000usize), (100, 20_000), (1, 1_000)] {
         let mut p = Vec::new();
         let mut s = Vec::new();
