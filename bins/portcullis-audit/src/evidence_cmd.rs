@@ -1,5 +1,7 @@
 //! The evidence commands: search, replay, export, verify, report. They read a
-//! stopped gateway's store (`--store`) or an exported bundle (`--bundle`).
+//! stopped gateway's store (`--store PATH`), a shared PostgreSQL store
+//! (`--store postgres://…`: every chain one by one, or `--chain NAME`) or an
+//! exported bundle (`--bundle`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,16 +10,18 @@ use portcullis_core::{Command, EventKind, SessionId, Timestamp, Verdict};
 use portcullis_recording::evidence::EvidenceSource;
 use portcullis_recording::search::{SearchHit, SearchQuery, search};
 use portcullis_recording::{
-    Bundle, EvidenceReport, ExportFormat, ExportOptions, PublicKey, SigningKey, SledStore,
-    VerifyOptions, export, report,
+    Bundle, EventStore, EvidenceReport, ExportFormat, ExportOptions, PgStore, PublicKey,
+    SigningKey, SledStore, VerifyOptions, export, report,
 };
 
-use crate::source::AuditError;
+use crate::source::{AuditError, StoreArg, open_shared, open_sled};
 
 /// A store or a bundle, opened.
 pub enum Opened {
     /// A stopped gateway's store.
     Store(SledStore, PathBuf),
+    /// A shared PostgreSQL store: one chain (`--chain`) or every chain.
+    Shared(Box<PgStore>),
     /// An exported bundle.
     Bundle(Bundle),
 }
@@ -26,7 +30,8 @@ impl Opened {
     /// Opens what the command line names.
     pub fn new(
         gateway: bool,
-        store: Option<PathBuf>,
+        store: Option<StoreArg>,
+        chain: Option<&str>,
         bundle: Option<PathBuf>,
     ) -> Result<Self, AuditError> {
         if gateway {
@@ -35,20 +40,12 @@ impl Opened {
             ));
         }
         match (store, bundle) {
-            (Some(path), None) => {
-                if !path.exists() {
-                    return Err(AuditError::Store(format!(
-                        "{}: no such store",
-                        path.display()
-                    )));
-                }
-                let s = SledStore::open(&path).map_err(|e| {
-                    AuditError::Store(format!(
-                        "{}: {e} (a running gateway holds its store)",
-                        path.display()
-                    ))
-                })?;
+            (Some(StoreArg::Sled(path)), None) => {
+                let s = open_sled(&path)?;
                 Ok(Opened::Store(s, path))
+            }
+            (Some(StoreArg::Postgres(url)), None) => {
+                Ok(Opened::Shared(Box::new(open_shared(&url, chain)?)))
             }
             (None, Some(dir)) => Bundle::open(&dir)
                 .map(Opened::Bundle)
@@ -60,12 +57,30 @@ impl Opened {
         }
     }
 
-    /// The evidence source.
+    /// The evidence source (for a shared store: its handle, over one chain or all).
     pub fn source(&self) -> EvidenceSource<'_> {
         match self {
             Opened::Store(s, _) => EvidenceSource::Store(s),
+            Opened::Shared(s) => EvidenceSource::Store(s.as_ref()),
             Opened::Bundle(b) => EvidenceSource::Bundle(b),
         }
+    }
+
+    /// The chains to go through one by one: `None` unless this is a shared store
+    /// opened over every chain; then a reader of each chain, by name.
+    pub fn chains(&self) -> Result<Option<Vec<(String, PgStore)>>, AuditError> {
+        let Opened::Shared(pg) = self else {
+            return Ok(None);
+        };
+        if pg.chain_name().is_some() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for c in pg.chains().map_err(store_err)? {
+            let reader = pg.chain(&c.name).map_err(store_err)?;
+            out.push((c.name, reader));
+        }
+        Ok(Some(out))
     }
 }
 
@@ -102,20 +117,55 @@ pub fn run_search(
     query: &SearchQuery,
     json: bool,
 ) -> Result<(), AuditError> {
-    let hits = search(opened.source(), query).map_err(store_err)?;
+    // Hits with the chain (gateway) they come from, for a shared store.
+    let hits: Vec<(Option<String>, SearchHit)> = match opened.chains()? {
+        None => {
+            let chain = match opened {
+                Opened::Shared(pg) => pg.chain_name().map(str::to_owned),
+                _ => None,
+            };
+            search(opened.source(), query)
+                .map_err(store_err)?
+                .into_iter()
+                .map(|h| (chain.clone(), h))
+                .collect()
+        }
+        Some(chains) => {
+            let mut all = Vec::new();
+            for (name, reader) in &chains {
+                for h in search(EvidenceSource::Store(reader), query).map_err(store_err)? {
+                    all.push((Some(name.clone()), h));
+                }
+            }
+            all.sort_by(|a, b| (a.1.at, &a.0, a.1.seq).cmp(&(b.1.at, &b.0, b.1.seq)));
+            all.truncate(query.limit);
+            all
+        }
+    };
     if json {
-        for h in &hits {
-            serde_json::to_writer(&mut *out, h).map_err(|e| AuditError::Io(e.into()))?;
+        for (chain, h) in &hits {
+            let mut v = serde_json::to_value(h).map_err(|e| AuditError::Io(e.into()))?;
+            if let (Some(c), Some(map)) = (chain, v.as_object_mut()) {
+                map.insert("chain".into(), serde_json::Value::String(c.clone()));
+            }
+            serde_json::to_writer(&mut *out, &v).map_err(|e| AuditError::Io(e.into()))?;
             writeln!(out)?;
         }
         return Ok(());
+    }
+    let shared = matches!(opened, Opened::Shared(_));
+    if shared {
+        write!(out, "{:<16}  ", "GATEWAY")?;
     }
     writeln!(
         out,
         "{:>7}  {:<27}  {:<36}  {:<12}  {:<10}  {:<16}  STATEMENT",
         "SEQ", "TIME", "SESSION", "SUBJECT", "TARGET", "DECISION"
     )?;
-    for h in &hits {
+    for (chain, h) in &hits {
+        if shared {
+            write!(out, "{:<16}  ", chain.as_deref().unwrap_or("-"))?;
+        }
         writeln!(
             out,
             "{:>7}  {:<27}  {:<36}  {:<12}  {:<10}  {:<16}  {}{}",
@@ -297,19 +347,51 @@ pub fn run_export(
     dir: &Path,
     signing_key: Option<PathBuf>,
 ) -> Result<(), AuditError> {
-    let Opened::Store(store, path) = opened else {
-        return Err(AuditError::Usage("export reads a --store".into()));
+    let (store, key_path): (&dyn EventStore, Option<PathBuf>) = match opened {
+        Opened::Store(store, path) => {
+            // The gateway's key, if reachable: lets the export end at a checkpoint it signs.
+            let key_path = signing_key.or_else(|| {
+                let p = path.join("signing-key.pem");
+                p.exists().then_some(p)
+            });
+            (store, key_path)
+        }
+        Opened::Shared(pg) => match opened.chains()? {
+            None => (pg.as_ref(), signing_key),
+            Some(chains) => {
+                if signing_key.is_some() {
+                    return Err(AuditError::Usage(
+                        "--signing-key signs one gateway's chain: add --chain NAME".into(),
+                    ));
+                }
+                for (name, reader) in &chains {
+                    let sub = dir.join(name);
+                    write!(out, "{name}: ")?;
+                    export_one(out, reader, None, options, &sub)?;
+                }
+                if chains.is_empty() {
+                    writeln!(out, "(the store has no chains)")?;
+                }
+                return Ok(());
+            }
+        },
+        Opened::Bundle(_) => return Err(AuditError::Usage("export reads a --store".into())),
     };
-    // The gateway's key, if reachable: lets the export end at a checkpoint it signs.
-    let key_path = signing_key.or_else(|| {
-        let p = path.join("signing-key.pem");
-        p.exists().then_some(p)
-    });
     let key = match key_path {
         Some(p) => Some(SigningKey::load(&p).map_err(store_err)?),
         None => None,
     };
-    let m = export(store, key.as_ref(), options, dir).map_err(store_err)?;
+    export_one(out, store, key.as_ref(), options, dir)
+}
+
+fn export_one(
+    out: &mut impl Write,
+    store: &dyn EventStore,
+    key: Option<&SigningKey>,
+    options: &ExportOptions,
+    dir: &Path,
+) -> Result<(), AuditError> {
+    let m = export(store, key, options, dir).map_err(store_err)?;
     writeln!(
         out,
         "exported {} records (seq {}..={}, {} sessions) and {} checkpoints to {}",
@@ -344,6 +426,44 @@ pub fn run_verify(
     options: &VerifyOptions,
     json: bool,
 ) -> Result<bool, AuditError> {
+    if let Some(chains) = opened.chains()? {
+        // Every gateway's chain on its own; intact only if all are.
+        let mut reports = serde_json::Map::new();
+        let mut faulty: Vec<&str> = Vec::new();
+        for (name, reader) in &chains {
+            let r = EvidenceSource::Store(reader)
+                .verify(options)
+                .map_err(store_err)?;
+            if !r.is_intact() {
+                faulty.push(name);
+            }
+            if json {
+                let v = serde_json::to_value(&r).map_err(|e| AuditError::Io(e.into()))?;
+                reports.insert(name.clone(), v);
+            } else {
+                writeln!(out, "== chain {name}")?;
+                print_verify(out, &r)?;
+            }
+        }
+        if json {
+            serde_json::to_writer_pretty(&mut *out, &reports)
+                .map_err(|e| AuditError::Io(e.into()))?;
+            writeln!(out)?;
+        } else if chains.is_empty() {
+            writeln!(out, "(the store has no chains)")?;
+        } else if faulty.is_empty() {
+            writeln!(out, "OK: all {} chains verified", chains.len())?;
+        } else {
+            writeln!(
+                out,
+                "FAULT in {} of {} chains: {}",
+                faulty.len(),
+                chains.len(),
+                faulty.join(", ")
+            )?;
+        }
+        return Ok(faulty.is_empty());
+    }
     let r = opened.source().verify(options).map_err(store_err)?;
     if json {
         serde_json::to_writer_pretty(&mut *out, &r).map_err(|e| AuditError::Io(e.into()))?;
@@ -394,6 +514,27 @@ pub fn run_report(
     options: &VerifyOptions,
     json: bool,
 ) -> Result<(), AuditError> {
+    if let Some(chains) = opened.chains()? {
+        let mut reports = serde_json::Map::new();
+        for (name, reader) in &chains {
+            let r =
+                report(EvidenceSource::Store(reader), since, until, options).map_err(store_err)?;
+            if json {
+                let v = serde_json::to_value(&r).map_err(|e| AuditError::Io(e.into()))?;
+                reports.insert(name.clone(), v);
+            } else {
+                writeln!(out, "# Chain {name}\n")?;
+                write!(out, "{}", r.to_markdown())?;
+                writeln!(out)?;
+            }
+        }
+        if json {
+            serde_json::to_writer_pretty(&mut *out, &reports)
+                .map_err(|e| AuditError::Io(e.into()))?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
     let r = report(opened.source(), since, until, options).map_err(store_err)?;
     if json {
         serde_json::to_writer_pretty(&mut *out, &r).map_err(|e| AuditError::Io(e.into()))?;

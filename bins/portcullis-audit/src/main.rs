@@ -1,6 +1,7 @@
 //! `portcullis-audit`: reads the Portcullis record, from a running gateway's query API
-//! (`--gateway URL`, authenticated with a token of an auditor) or from a stopped
-//! gateway's store (`--store PATH`).
+//! (`--gateway URL`, authenticated with a token of an auditor), from a stopped
+//! gateway's store (`--store PATH`) or from a shared PostgreSQL store
+//! (`--store postgres://…`, every gateway's chain; `--chain NAME` for one).
 //!
 //! - `sessions [--subject S] [--target T] [--since TIME] [--until TIME] [--limit N] [--json]`
 //! - `show SESSION [--json]`: the session's statements in order, with identity, decision and timing.
@@ -37,9 +38,16 @@ struct Cli {
     /// Token of an auditor for --gateway (or env PORTCULLIS_TOKEN).
     #[arg(long, global = true, env = "PORTCULLIS_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Path of a stopped gateway's store (the `[recording] path`).
+    /// A stopped gateway's store directory (the `[recording] path`), or a shared
+    /// PostgreSQL store (`postgres://user@host/db`, the `[recording] store`; or env
+    /// PORTCULLIS_STORE, which keeps a password off the command line).
+    #[arg(long, global = true, env = "PORTCULLIS_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// With a PostgreSQL store: only this chain (gateway). Without it, sessions,
+    /// show and replay read every chain, and search, export, verify and report
+    /// go through the chains one by one.
     #[arg(long, global = true)]
-    store: Option<PathBuf>,
+    chain: Option<String>,
     /// Directory of an exported evidence bundle (search, replay, verify, report).
     #[arg(long, global = true, conflicts_with_all = ["store", "gateway"])]
     bundle: Option<PathBuf>,
@@ -217,7 +225,13 @@ async fn run(cli: Cli) -> Result<bool, source::AuditError> {
     if let Some(ok) = run_evidence(&cli)? {
         return Ok(ok);
     }
-    let source = Source::new(cli.gateway, cli.token, cli.store)?;
+    let store = cli.store.as_deref().map(source::StoreArg::parse);
+    if cli.chain.is_some() && !matches!(store, Some(source::StoreArg::Postgres(_))) {
+        return Err(source::AuditError::Usage(
+            "--chain selects a chain of a PostgreSQL --store".into(),
+        ));
+    }
+    let source = Source::new(cli.gateway, cli.token, store, cli.chain.as_deref())?;
     let mut out = std::io::stdout().lock();
     match cli.command {
         Cmd::Sessions {
@@ -235,6 +249,17 @@ async fn run(cli: Cli) -> Result<bool, source::AuditError> {
                 until,
                 limit,
             };
+            if let Source::Shared(pg) = &source {
+                let sessions = pg
+                    .list_sessions_with_chain(&filter)
+                    .map_err(|e| source::AuditError::Store(e.to_string()))?;
+                if json {
+                    render::json(&mut out, &render::with_chain(&sessions)?)?;
+                } else {
+                    render::sessions_by_chain(&mut out, &sessions)?;
+                }
+                return Ok(true);
+            }
             let sessions = source.sessions(&filter).await?;
             if json {
                 render::json(&mut out, &sessions)?;
@@ -267,7 +292,18 @@ fn run_evidence(cli: &Cli) -> Result<Option<bool>, source::AuditError> {
     if matches!(cli.command, Cmd::Sessions { .. } | Cmd::Show { .. }) {
         return Ok(None);
     }
-    let opened = Opened::new(cli.gateway.is_some(), cli.store.clone(), cli.bundle.clone())?;
+    let store = cli.store.as_deref().map(source::StoreArg::parse);
+    if cli.chain.is_some() && !matches!(store, Some(source::StoreArg::Postgres(_))) {
+        return Err(source::AuditError::Usage(
+            "--chain selects a chain of a PostgreSQL --store".into(),
+        ));
+    }
+    let opened = Opened::new(
+        cli.gateway.is_some(),
+        store,
+        cli.chain.as_deref(),
+        cli.bundle.clone(),
+    )?;
     let verify_options = trusted_keys(&cli.keys)?;
     let mut out = std::io::stdout().lock();
     match &cli.command {

@@ -59,6 +59,48 @@ pub fn sessions(out: &mut impl Write, list: &[SessionSummary]) -> Result<(), Aud
     Ok(())
 }
 
+/// Sessions of a shared store, each with the chain (gateway) that recorded it.
+pub fn sessions_by_chain(
+    out: &mut impl Write,
+    list: &[(String, SessionSummary)],
+) -> Result<(), AuditError> {
+    writeln!(
+        out,
+        "{:<16}  {:<36}  {:<27}  {:<16}  {:<12}  {:>5}  {:>6}  OUTCOME",
+        "GATEWAY", "SESSION", "OPENED", "SUBJECT", "TARGET", "CMDS", "DENIED"
+    )?;
+    for (chain, s) in list {
+        writeln!(
+            out,
+            "{chain:<16}  {:<36}  {:<27}  {:<16}  {:<12}  {:>5}  {:>6}  {}",
+            s.id,
+            s.opened_at.to_string(),
+            s.subject.as_deref().unwrap_or("-"),
+            s.target.as_deref().unwrap_or("-"),
+            s.commands,
+            s.denied,
+            outcome(s)
+        )?;
+    }
+    if list.is_empty() {
+        writeln!(out, "(no sessions)")?;
+    }
+    Ok(())
+}
+
+/// Session summaries as JSON objects with an added `chain` field.
+pub fn with_chain(list: &[(String, SessionSummary)]) -> Result<Vec<serde_json::Value>, AuditError> {
+    list.iter()
+        .map(|(chain, s)| {
+            let mut v = serde_json::to_value(s).map_err(|e| AuditError::Io(e.into()))?;
+            if let Some(map) = v.as_object_mut() {
+                map.insert("chain".into(), serde_json::Value::String(chain.clone()));
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
 fn shorten(text: &str, full: bool) -> String {
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if full || one_line.chars().count() <= 80 {

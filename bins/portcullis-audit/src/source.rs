@@ -7,8 +7,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis_core::{Event, SessionId};
-use portcullis_recording::{EventStore, SessionFilter, SessionSummary, SledStore};
+use portcullis_core::{Event, Secret, SessionId};
+use portcullis_recording::pg_store::redacted_url;
+use portcullis_recording::{EventStore, PgStore, SessionFilter, SessionSummary, SledStore};
 use serde::{Deserialize, Serialize};
 
 /// Errors of the audit tool, by where they happened.
@@ -45,10 +46,56 @@ pub struct RecordLine {
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
+/// What `--store` names: a sled directory or a shared PostgreSQL store.
+pub enum StoreArg {
+    /// A stopped gateway's sled directory.
+    Sled(PathBuf),
+    /// A shared PostgreSQL store (the URL may hold a password: never printed).
+    Postgres(Secret<String>),
+}
+
+impl StoreArg {
+    /// Reads `--store`: a `postgres://` or `postgresql://` URL, or a directory.
+    pub fn parse(value: &str) -> StoreArg {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            StoreArg::Postgres(Secret::new(value.to_owned()))
+        } else {
+            StoreArg::Sled(PathBuf::from(value))
+        }
+    }
+}
+
+/// Opens a shared store: one chain with `chain`, every chain without.
+pub fn open_shared(url: &Secret<String>, chain: Option<&str>) -> Result<PgStore, AuditError> {
+    let opened = match chain {
+        Some(c) => PgStore::open_chain(url.expose(), c),
+        None => PgStore::open_all(url.expose()),
+    };
+    opened.map_err(|e| AuditError::Store(format!("{}: {e}", redacted_url(url.expose()))))
+}
+
+/// Opens a stopped gateway's sled store.
+pub fn open_sled(path: &std::path::Path) -> Result<SledStore, AuditError> {
+    if !path.exists() {
+        return Err(AuditError::Store(format!(
+            "{}: no such store",
+            path.display()
+        )));
+    }
+    SledStore::open(path).map_err(|e| {
+        AuditError::Store(format!(
+            "{}: {e} (a running gateway holds its store: use --gateway URL)",
+            path.display()
+        ))
+    })
+}
+
 /// A source of records.
 pub enum Source {
     /// A stopped gateway's store.
     Store(SledStore),
+    /// A shared PostgreSQL store (every chain, or the one `--chain` names).
+    Shared(Box<PgStore>),
     /// A running gateway's query API.
     Gateway {
         /// Base URL without a trailing slash.
@@ -65,7 +112,8 @@ impl Source {
     pub fn new(
         gateway: Option<String>,
         token: Option<String>,
-        store: Option<PathBuf>,
+        store: Option<StoreArg>,
+        chain: Option<&str>,
     ) -> Result<Self, AuditError> {
         match (gateway, store) {
             (Some(base), None) => {
@@ -85,22 +133,21 @@ impl Source {
                     client: Box::new(client),
                 })
             }
-            (None, Some(path)) => {
-                if !path.exists() {
-                    return Err(AuditError::Store(format!("{}: no such store", path.display())));
-                }
-                let store = SledStore::open(&path).map_err(|e| {
-                    AuditError::Store(format!(
-                        "{}: {e} (a running gateway holds its store: use --gateway URL)",
-                        path.display()
-                    ))
-                })?;
-                Ok(Source::Store(store))
-            }
+            (None, Some(StoreArg::Sled(path))) => Ok(Source::Store(open_sled(&path)?)),
+            (None, Some(StoreArg::Postgres(url))) => Ok(Source::Shared(Box::new(open_shared(&url, chain)?))),
             (None, None) => Err(AuditError::Usage(
                 "say where the record is: --gateway URL (running gateway) or --store PATH (stopped gateway)".into(),
             )),
             (Some(_), Some(_)) => Err(AuditError::Usage("use either --gateway or --store".into())),
+        }
+    }
+
+    /// The store behind a store source.
+    fn store(&self) -> Option<&dyn EventStore> {
+        match self {
+            Source::Store(s) => Some(s),
+            Source::Shared(s) => Some(s.as_ref()),
+            Source::Gateway { .. } => None,
         }
     }
 
@@ -110,7 +157,9 @@ impl Source {
         filter: &SessionFilter,
     ) -> Result<Vec<SessionSummary>, AuditError> {
         match self {
-            Source::Store(store) => store
+            Source::Store(_) | Source::Shared(_) => self
+                .store()
+                .ok_or_else(|| AuditError::Usage("not a store".into()))?
                 .list_sessions(filter)
                 .map_err(|e| AuditError::Store(e.to_string())),
             Source::Gateway { .. } => {
@@ -144,7 +193,9 @@ impl Source {
     /// One session's summary.
     pub async fn session(&self, id: SessionId) -> Result<SessionSummary, AuditError> {
         match self {
-            Source::Store(store) => store
+            Source::Store(_) | Source::Shared(_) => self
+                .store()
+                .ok_or_else(|| AuditError::Usage("not a store".into()))?
                 .session(id)
                 .map_err(|e| AuditError::Store(e.to_string()))?
                 .ok_or_else(|| AuditError::Store(format!("no session {id}"))),
@@ -168,8 +219,10 @@ impl Source {
         mut each: impl FnMut(RecordLine) -> Result<(), AuditError>,
     ) -> Result<(), AuditError> {
         match self {
-            Source::Store(store) => {
-                let records = store
+            Source::Store(_) | Source::Shared(_) => {
+                let records = self
+                    .store()
+                    .ok_or_else(|| AuditError::Usage("not a store".into()))?
                     .session_events(id)
                     .map_err(|e| AuditError::Store(e.to_string()))?;
                 for r in records {

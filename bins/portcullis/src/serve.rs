@@ -17,6 +17,7 @@ use crate::config::{GatewayConfig, PostgresListenerConfig, TargetConfig, TlsMode
 
 /// Runs the gateway until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), String> {
+    tracing::info!(store = %config.recording.describe(), "opening the record");
     let recorder = Recorder::open(&config.recording).map_err(|e| format!("recording: {e}"))?;
     let auth = Authenticator::from_config(&config.identity)
         .await
@@ -220,7 +221,7 @@ fn print_banner(config: &GatewayConfig, config_path: &str, addr: &str) {
          Connect with a token as the password, for example:\n  \
          export PGPASSWORD=$(portcullis token --config {config_path} --subject $USER --groups {group} --ttl 1h)\n  \
          psql \"host={host} port={port} dbname={target} user=$USER\"",
-        config.recording.path.display()
+        config.recording.describe()
     );
 }
 

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portcullis_core::Secret;
 use serde::{Deserialize, Serialize};
 
+use crate::pg_store::{parse_url, redacted_url, validate_chain_name};
 use crate::{RecordingError, Result};
 
 /// When `record()` resolves.
@@ -20,6 +22,11 @@ pub enum Durability {
 }
 
 /// The `[recording]` section of the gateway configuration.
+///
+/// The store is either the embedded sled directory `path` or a shared
+/// PostgreSQL database `store` (`postgres://user@host/db`), never both; with
+/// `store` the gateway writes its own chain `chain` (default: the host name) and
+/// `signing_key` is required.
 ///
 /// ```toml
 /// path = "/var/lib/portcullis/recording"
@@ -39,8 +46,16 @@ pub enum Durability {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingConfig {
-    /// Directory of the sled store.
+    /// Directory of the sled store (empty when `store` is set).
+    #[serde(default, skip_serializing_if = "path_is_empty")]
     pub path: PathBuf,
+    /// A shared PostgreSQL store (`postgres://user[:password]@host[:port]/db`);
+    /// the URL is a secret (it may carry a password) and is never printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<Secret<String>>,
+    /// The name of this gateway's chain in a shared store (default: the host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     /// When `record()` resolves.
     #[serde(default)]
     pub durability: Durability,
@@ -89,6 +104,37 @@ pub struct RetentionConfig {
     pub interval: Duration,
 }
 
+fn path_is_empty(p: &std::path::Path) -> bool {
+    p.as_os_str().is_empty()
+}
+
+/// Where the records of a configuration go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded sled store in this directory.
+    Sled(PathBuf),
+    /// Chain `chain` of a shared PostgreSQL store.
+    Postgres {
+        /// The connection URL (secret: it may hold a password).
+        url: Secret<String>,
+        /// This gateway's chain.
+        chain: String,
+    },
+}
+
+/// The host name, as the default chain name of a shared store.
+fn host_name() -> Option<String> {
+    let from_file = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    from_file("/proc/sys/kernel/hostname")
+        .or_else(|| from_file("/etc/hostname"))
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+}
+
 fn default_retention_interval() -> Duration {
     Duration::from_secs(3600)
 }
@@ -123,6 +169,8 @@ impl RecordingConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
+            store: None,
+            chain: None,
             durability: Durability::default(),
             flush_interval: default_flush_interval(),
             flush_events: default_flush_events(),
@@ -137,8 +185,34 @@ impl RecordingConfig {
     /// Checks the values are usable.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(RecordingError::Config(m));
-        if self.path.as_os_str().is_empty() {
-            return bad("path must not be empty".into());
+        match &self.store {
+            None => {
+                if self.path.as_os_str().is_empty() {
+                    return bad(
+                        "set path (the embedded store's directory) or store (a postgres:// URL)"
+                            .into(),
+                    );
+                }
+                if self.chain.is_some() {
+                    return bad("chain names a chain of a PostgreSQL store; set store too".into());
+                }
+            }
+            Some(url) => {
+                let url = url.expose();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return bad("store must be a postgres:// or postgresql:// URL (use path for the embedded store)".into());
+                }
+                parse_url(url).map_err(|e| RecordingError::Config(format!("store: {e}")))?;
+                if !self.path.as_os_str().is_empty() {
+                    return bad(
+                        "set either path (embedded store) or store (PostgreSQL), not both".into(),
+                    );
+                }
+                if self.signing_key.is_none() {
+                    return bad("signing_key is required with a PostgreSQL store: each gateway signs its own chain with a key kept on its own host".into());
+                }
+                self.location()?;
+            }
         }
         if self.flush_interval < Duration::from_millis(1)
             || self.flush_interval > MAX_FLUSH_INTERVAL
@@ -179,6 +253,41 @@ impl RecordingConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl RecordingConfig {
+    /// Where the records go; for a PostgreSQL store with no `chain`, the chain is
+    /// named after the host.
+    pub fn location(&self) -> Result<StoreLocation> {
+        let Some(url) = &self.store else {
+            return Ok(StoreLocation::Sled(self.path.clone()));
+        };
+        let chain = match &self.chain {
+            Some(c) => c.clone(),
+            None => host_name().ok_or_else(|| {
+                RecordingError::Config("chain: the host name is unknown; set chain".into())
+            })?,
+        };
+        validate_chain_name(&chain).map_err(|e| RecordingError::Config(format!("chain: {e}")))?;
+        Ok(StoreLocation::Postgres {
+            url: url.clone(),
+            chain,
+        })
+    }
+
+    /// The store for messages and logs, without credentials.
+    pub fn describe(&self) -> String {
+        match self.location() {
+            Ok(StoreLocation::Sled(p)) => p.display().to_string(),
+            Ok(StoreLocation::Postgres { url, chain }) => {
+                format!("{}, chain {chain}", redacted_url(url.expose()))
+            }
+            Err(_) => match &self.store {
+                Some(url) => redacted_url(url.expose()),
+                None => self.path.display().to_string(),
+            },
+        }
     }
 }
 
@@ -247,6 +356,60 @@ flush_intreval = "1s""#
             interval: Duration::from_secs(60),
         });
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn postgres_store_is_validated_and_never_printed() {
+        let c: RecordingConfig = toml::from_str(
+            r#"
+            store = "postgres://gw:hunter2@db.example:5433/audit"
+            chain = "gw-a"
+            signing_key = "/etc/portcullis/k.pem"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.location().unwrap(),
+            StoreLocation::Postgres {
+                url: Secret::new("postgres://gw:hunter2@db.example:5433/audit".into()),
+                chain: "gw-a".into()
+            }
+        );
+        assert_eq!(
+            c.describe(),
+            "postgres://gw@db.example:5433/audit, chain gw-a"
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
+
+        let base = r#"store = "postgres://gw:hunter2@h/db"
+signing_key = "k.pem""#;
+        let parse = |extra: &str| -> RecordingConfig {
+            toml::from_str(&format!("{base}\n{extra}")).unwrap()
+        };
+        let err = |c: RecordingConfig| c.validate().unwrap_err().to_string();
+        assert!(err(parse("path = \"/x\"")).contains("not both"));
+        assert!(err(parse("chain = \"a b\"")).contains("chain"));
+        let mut no_key = parse("");
+        no_key.signing_key = None;
+        assert!(err(no_key).contains("signing_key"));
+        let mut mysql = parse("");
+        mysql.store = Some(Secret::new("mysql://root@h/db".into()));
+        assert!(err(mysql).contains("postgres://"));
+        let mut broken = parse("");
+        broken.store = Some(Secret::new("postgres://gw:hunter2@h:notaport/db".into()));
+        let e = err(broken);
+        assert!(!e.contains("hunter2"), "{e}");
+        // Without a chain, the host name names it.
+        if let Ok(StoreLocation::Postgres { chain, .. }) = parse("").location() {
+            assert!(!chain.is_empty());
+        }
+        let mut sled_with_chain = RecordingConfig::new("p");
+        sled_with_chain.chain = Some("x".into());
+        assert!(sled_with_chain.validate().is_err());
+        let empty: RecordingConfig = toml::from_str("durability = \"strict\"").unwrap();
+        assert!(err(empty).contains("store"));
     }
 
     #[test]

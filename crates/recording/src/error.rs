@@ -39,6 +39,17 @@ pub enum RecordingError {
     /// verification, not as this error).
     #[error("evidence bundle: {0}")]
     Bundle(String),
+    /// Another process holds the writer lock of this chain in a shared store: a
+    /// second writer would fork the chain.
+    #[error(
+        "chain {chain:?} is already being written by another process ({holder}); every gateway sharing a store needs its own chain name"
+    )]
+    ChainInUse {
+        /// The chain's name.
+        chain: String,
+        /// Who holds the lock, as far as the database tells.
+        holder: String,
+    },
     /// The chain failed verification, so the operation (signing, pruning) was refused.
     #[error("refused: the record failed verification: {0}")]
     Unverified(String),

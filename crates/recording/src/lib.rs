@@ -2,7 +2,8 @@
 //!
 //! The append-only, tamper-evident session record of Portcullis.
 //!
-//! - [`EventStore`]: the store trait (object safe); [`SledStore`] is the embedded backend.
+//! - [`EventStore`]: the store trait (object safe); [`SledStore`] is the embedded backend,
+//!   [`PgStore`] the shared PostgreSQL backend (one chain per gateway).
 //! - [`StoredEvent`]: a stored event with its global sequence number, its session
 //!   sequence, the previous record's hash and its own SHA-256 hash
 //!   (see [`record`] for the exact encoding).
@@ -57,8 +58,10 @@
 //! # Ok::<(), RecordingError>(()) }).unwrap();
 //! ```
 
+mod backend;
 mod config;
 mod error;
+pub mod pg_store;
 pub mod record;
 mod recorder;
 pub mod sled_format;
@@ -76,10 +79,13 @@ pub mod retention;
 pub mod search;
 pub mod signing;
 
+pub use backend::open_store;
 pub use config::{
     Durability, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY, RecordingConfig, RetentionConfig,
+    StoreLocation,
 };
 pub use error::{RecordingError, Result};
+pub use pg_store::{ChainInfo, PgStore};
 pub use record::{ChainHash, Head, StoredEvent, canonical_json, record_hash};
 pub use recorder::{Recorder, RecorderOptions, RecorderStats};
 pub use sled_store::SledStore;

@@ -25,7 +25,7 @@ use crate::evidence::{AnchorKind, KeySource, WalkInput, paged, walk};
 use crate::signing::signing_key_path;
 use crate::{
     Checkpoint, CheckpointReason, Durability, EventStore, Head, PublicKeyRecord, RecordingConfig,
-    RecordingError, Result, SigningKey, SledStore,
+    RecordingError, Result, SigningKey,
 };
 
 /// When the recorder signs the chain head (besides session close and shutdown).
@@ -168,7 +168,8 @@ enum Msg {
 }
 
 impl Recorder {
-    /// Validates `config`, opens the sled store at `config.path` and starts the writer.
+    /// Validates `config`, opens its store (sled at `path`, or the PostgreSQL
+    /// `store`) and starts the writer.
     /// Must be called within a tokio runtime.
     ///
     /// The recorder signs checkpoints with the key at `signing_key` (default
@@ -177,7 +178,7 @@ impl Recorder {
     pub fn open(config: &RecordingConfig) -> Result<Self> {
         config.validate()?;
         let key = SigningKey::load_or_create(&signing_key_path(config))?;
-        let store: Arc<dyn EventStore> = Arc::new(SledStore::open(&config.path)?);
+        let store = crate::open_store(config)?;
         let recorder = Self::start_signed(store, config.into(), key, config.into())?;
         if let Some(r) = &config.retention {
             recorder.start_retention(crate::RetentionPolicy::from(r), r.interval);

@@ -8,6 +8,7 @@
 //!   auth method, every statement logged with its `application_name`). ~1–2 s to start.
 //! - [`PgBouncer`]: Debian's `pgbouncer` in front of a cluster, transaction pooling by default.
 //! - [`Psql`]: the real `psql` client, against a cluster or anything that speaks PostgreSQL.
+//! - [`ScratchDb`]: a fresh database on the machine's shared server (`127.0.0.1:5432`).
 //! - [`Sshd`]: the real OpenSSH server with its own host key and authorized keys
 //!   ([`generate_keypair`] makes client keys with `ssh-keygen`).
 //! - [`Process`]: a child process guard that kills on drop; [`free_port`], [`wait_for_tcp`].
@@ -53,6 +54,7 @@ mod pg;
 mod pgbouncer;
 mod process;
 mod psql;
+mod scratch_db;
 mod sshd;
 
 pub use error::{Result, TestkitError};
@@ -61,4 +63,5 @@ pub use pg::{ADMIN_USER, PgAuth, PgCluster, PgOptions, PgUser, pg_bin_dir};
 pub use pgbouncer::{BouncerAuth, PgBouncer, PgBouncerOptions, PoolMode};
 pub use process::{Process, RunAs, pid_alive};
 pub use psql::Psql;
+pub use scratch_db::{SHARED_PG_HOST, SHARED_PG_PORT, ScratchDb};
 pub use sshd::{SshKeyPair, Sshd, SshdOptions, generate_keypair};

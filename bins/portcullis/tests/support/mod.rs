@@ -45,6 +45,9 @@ pub struct Options {
     pub require_tls: bool,
     pub leeway: &'static str,
     pub wait: &'static str,
+    /// The body of `[recording]` in place of the default sled store under the
+    /// harness directory (`durability` is then taken from this text too).
+    pub recording: Option<String>,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             require_tls: false,
             leeway: "30s",
             wait: "20s",
+            recording: None,
         }
     }
 }
@@ -80,9 +84,7 @@ impl Harness {
         let text = format!(
             r#"
 [recording]
-path = "{store}"
-durability = "{durability}"
-flush_interval = "50ms"
+{recording}
 
 [identity]
 leeway = "{leeway}"
@@ -226,10 +228,13 @@ database = "{db}"
 user = "gw_scram"
 password = "{UPSTREAM_PASSWORD}"
 "#,
-            store = store.display(),
+            recording = opts.recording.clone().unwrap_or_else(|| format!(
+                "path = \"{}\"\ndurability = \"{}\"\nflush_interval = \"50ms\"",
+                store.display(),
+                opts.durability
+            )),
             approvals = approvals.display(),
             wait = opts.wait,
-            durability = opts.durability,
             leeway = opts.leeway,
             tls = opts.tls,
             require_tls = opts.require_tls,

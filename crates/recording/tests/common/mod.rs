@@ -13,7 +13,9 @@ use portcullis_core::{
     Side, SqlVia, Timestamp,
 };
 use portcullis_recording::{
-    ChainHash, EventStore, Head, SessionFilter, SessionOutcome, StoredEvent, verify_chain,
+    ChainHash, Checkpoint, CheckpointReason, EventStore, Head, PublicKeyRecord, RetentionPolicy,
+    SessionFilter, SessionOutcome, SigningKey, StoredEvent, VerifyOptions, prune, verify_chain,
+    verify_store,
 };
 
 pub fn opened(session: SessionId, at: i64, subject: &str, target: &str) -> Event {
@@ -494,6 +496,163 @@ pub fn check_large_interleaved_appends(store: &dyn EventStore) {
     assert!(verify_chain(store).unwrap().is_intact());
 }
 
+pub fn check_checkpoints_and_public_keys(store: &dyn EventStore) {
+    let chain = store.chain_id().unwrap();
+    assert!(!chain.is_empty());
+    assert_eq!(store.chain_id().unwrap(), chain);
+    assert!(store.base().unwrap().is_none());
+    assert!(store.public_keys().unwrap().is_empty());
+    assert_eq!(store.checkpoints(0).unwrap().count(), 0);
+
+    let key = SigningKey::generate().unwrap();
+    let first = PublicKeyRecord::new(key.public_key());
+    store.put_public_key(&first).unwrap();
+    let mut again = first.clone();
+    again.added_at = Timestamp(first.added_at.0 + 1_000_000);
+    store.put_public_key(&again).unwrap();
+    let other = SigningKey::generate().unwrap();
+    store
+        .put_public_key(&PublicKeyRecord::new(other.public_key()))
+        .unwrap();
+    let keys = store.public_keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    // A key already stored keeps its first record.
+    assert_eq!(
+        keys.iter().find(|k| k.key_id == first.key_id).unwrap(),
+        &first
+    );
+
+    let s = SessionId::new();
+    let mut signed = Vec::new();
+    for i in 1..=5u64 {
+        let a = store
+            .append(&[command(s, i as i64, i, "SELECT 1", true)])
+            .unwrap();
+        let cp = Checkpoint::sign(&key, &chain, a.head, CheckpointReason::Events, None);
+        store.put_checkpoint(&cp).unwrap();
+        signed.push(cp);
+    }
+    // Two checkpoints of the same head (another key) are both kept; re-storing one is a no-op.
+    let twin = Checkpoint::sign(
+        &other,
+        &chain,
+        signed[2].head(),
+        CheckpointReason::Export,
+        None,
+    );
+    store.put_checkpoint(&twin).unwrap();
+    store.put_checkpoint(&signed[0]).unwrap();
+    store.sync().unwrap();
+
+    let all: Vec<Checkpoint> = store
+        .checkpoints(0)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].seq <= w[1].seq));
+    let from3: Vec<u64> = store
+        .checkpoints(3)
+        .unwrap()
+        .map(|c| c.unwrap().seq)
+        .collect();
+    assert_eq!(from3, [3, 3, 4, 5]);
+    assert!(all.contains(&twin));
+    assert_eq!(store.checkpoints(6).unwrap().count(), 0);
+    let options = VerifyOptions {
+        trusted_keys: vec![key.public_key().clone(), other.public_key().clone()],
+        until_seq: None,
+    };
+    let report = verify_store(store, &options).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.signed_through, 5);
+    assert_eq!(report.chain.as_deref(), Some(chain.as_str()));
+}
+
+pub fn check_prune_behind_a_signed_tombstone(store: &dyn EventStore) {
+    let key = SigningKey::generate().unwrap();
+    let chain = store.chain_id().unwrap();
+    store
+        .put_public_key(&PublicKeyRecord::new(key.public_key()))
+        .unwrap();
+    // Ten sessions of four records each; session 10 stays open.
+    let mut ids = Vec::new();
+    for i in 0..10i64 {
+        let s = SessionId::new();
+        let t = i * 10;
+        let mut events = vec![
+            opened(s, t, "alice", "orders"),
+            command(s, t + 1, 1, "SELECT 1", true),
+            result(s, t + 2, 1),
+        ];
+        if i < 9 {
+            events.push(closed(s, t + 3, 1));
+        } else {
+            events.push(command(s, t + 3, 2, "SELECT 2", true));
+        }
+        let a = store.append(&events).unwrap();
+        store
+            .put_checkpoint(&Checkpoint::sign(
+                &key,
+                &chain,
+                a.head,
+                CheckpointReason::SessionClose,
+                None,
+            ))
+            .unwrap();
+        ids.push(s);
+    }
+    store.sync().unwrap();
+    let out = prune(
+        store,
+        &key,
+        &RetentionPolicy {
+            max_age: None,
+            max_records: Some(25),
+        },
+        Timestamp(1_000),
+    )
+    .unwrap();
+    assert_eq!(out.through_seq, 15);
+    assert_eq!(out.stats.records, 15);
+    assert_eq!(out.stats.sessions, 3);
+    let tombstone = out.tombstone.unwrap();
+    assert_eq!(store.base().unwrap().unwrap(), tombstone);
+    assert!(store.get(15).unwrap().is_none());
+    assert!(store.get(16).unwrap().is_some());
+    assert!(store.session(ids[0]).unwrap().is_none());
+    // Session 4 (records 13..=16) lost records but keeps its summary.
+    assert!(store.session(ids[3]).unwrap().is_some());
+    assert_eq!(store.session_events(ids[3]).unwrap().count(), 1);
+    assert_eq!(
+        store
+            .list_sessions(&SessionFilter::default())
+            .unwrap()
+            .len(),
+        7
+    );
+    assert!(store.checkpoints(0).unwrap().all(|c| c.unwrap().seq >= 15));
+    let options = VerifyOptions {
+        trusted_keys: vec![key.public_key().clone()],
+        until_seq: None,
+    };
+    let report = verify_store(store, &options).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.records, 25);
+    let chain_report = verify_chain(store).unwrap();
+    assert!(chain_report.is_intact(), "{chain_report:?}");
+    // Pruning the same range again does nothing; the last record is always kept.
+    assert_eq!(store.prune(&tombstone).unwrap().records, 0);
+    let last = Checkpoint::sign(
+        &key,
+        &chain,
+        store.head().unwrap(),
+        CheckpointReason::Tombstone,
+        Some(16),
+    );
+    assert!(store.prune(&last).is_err());
+}
+
 /// Runs every check of the suite, each on a fresh store made by `$make`.
 #[allow(unused_macros)]
 macro_rules! store_suite {
@@ -508,6 +667,8 @@ macro_rules! store_suite {
             check_negative_and_extreme_times,
             check_long_chain_verifies_in_pages,
             check_large_interleaved_appends,
+            check_checkpoints_and_public_keys,
+            check_prune_behind_a_signed_tombstone,
         );
     };
     (@tests $make:expr; $($check:ident),* $(,)?) => {
