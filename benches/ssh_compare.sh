@@ -16,5 +16,8 @@ cd "$(dirname "$0")/.."
 command -v ssh >/dev/null || { echo "ssh is not installed (apt-get install -y openssh-client)"; exit 1; }
 [ -x "${SSHD:-/usr/sbin/sshd}" ] || { echo "sshd is not installed (apt-get install -y openssh-server)"; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed for the echo driver"; exit 1; }
-cargo build --release -q -p portcullis --bin portcullis --example ssh_compare
+# Two builds: together, the example's dev-dependencies would change the binary's features
+# and force a second (thin-LTO) build of the gateway.
+cargo build --release -q -p portcullis --bin portcullis
+cargo build --release -q -p portcullis --example ssh_compare
 exec target/release/examples/ssh_compare "$@"
