@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use portcullis_core::{Command, EventKind, SessionId, Timestamp, Verdict};
+use portcullis_core::{Command, EventKind, Protocol, SessionId, Timestamp, Verdict};
 use portcullis_recording::evidence::EvidenceSource;
 use portcullis_recording::search::{SearchHit, SearchQuery, search};
 use portcullis_recording::{
@@ -14,6 +14,7 @@ use portcullis_recording::{
     SigningKey, SledStore, VerifyOptions, export, report,
 };
 
+use crate::casts;
 use crate::source::{AuditError, StoreArg, open_shared, open_sled};
 
 /// A store or a bundle, opened.
@@ -211,130 +212,278 @@ fn offset(start: Timestamp, at: Timestamp) -> String {
     format!("{sign}{}.{:06}s", us / 1_000_000, us % 1_000_000)
 }
 
-/// `replay SESSION`: the session as a timed transcript.
+/// Where terminal recordings are read and written for `replay`.
+#[derive(Debug, Default)]
+pub struct CastOptions {
+    /// The directory holding the cast files (`--recordings`).
+    pub recordings: Option<PathBuf>,
+    /// Write the session's terminal recording here (`--cast`; `-` is stdout).
+    pub cast: Option<PathBuf>,
+    /// Write every terminal recording of the session into this directory (`--cast-dir`).
+    pub cast_dir: Option<PathBuf>,
+    /// Which command's recording `--cast` writes (`--command`).
+    pub command: Option<u64>,
+}
+
+/// The recordings directory: the one given, or the `casts/` directory of a bundle.
+pub fn recordings_dir(opened: &Opened, given: Option<&Path>) -> Option<PathBuf> {
+    if let Some(dir) = given {
+        return Some(dir.to_path_buf());
+    }
+    match opened {
+        Opened::Bundle(b) => {
+            let dir = b.dir().join(casts::BUNDLE_CASTS_DIR);
+            dir.is_dir().then_some(dir)
+        }
+        Opened::Store(..) | Opened::Shared(_) => None,
+    }
+}
+
+/// `replay SESSION`: the session as a timed transcript. Terminal recordings the record
+/// pins are checked against their SHA-256 when the recordings directory is known, and
+/// written out on request; a mismatch is an error.
 pub fn run_replay(
-    out: &mut impl Write,
+    out: &mut dyn Write,
     opened: &Opened,
     session: SessionId,
     json: bool,
+    cast_options: &CastOptions,
 ) -> Result<(), AuditError> {
     let src = opened.source();
     let records = src.session_records(session).map_err(store_err)?;
+    let recordings = recordings_dir(opened, cast_options.recordings.as_deref());
+    if (cast_options.cast.is_some() || cast_options.cast_dir.is_some()) && recordings.is_none() {
+        return Err(AuditError::Usage(
+            "--cast and --cast-dir read the cast files: give --recordings DIR (the gateway's [ssh.settings] recordings_dir)".into(),
+        ));
+    }
     let mut start: Option<Timestamp> = None;
     let mut any = false;
+    let mut ssh = false;
+    let mut pins: Vec<casts::CastPin> = Vec::new();
+    let mut first_fault: Option<AuditError> = None;
     for r in records {
         let r = r.map_err(store_err)?;
         any = true;
+        let pin = casts::pin_of(&r);
+        let checked = match (&pin, &recordings) {
+            (Some(p), Some(dir)) => Some(casts::check(dir, p)),
+            _ => None,
+        };
         let e = &r.event;
         let t0 = *start.get_or_insert(e.at);
         if json {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "offset_us": e.at.0.saturating_sub(t0.0),
                 "seq": r.seq,
                 "event": e,
             });
+            if let Some(c) = &checked {
+                line["cast_verified"] = serde_json::Value::Bool(c.is_ok());
+            }
             writeln!(out, "{line}")?;
-            continue;
+        } else {
+            replay_line(out, session, t0, e, &mut ssh)?;
+            if let Some(p) = &pin {
+                let status = match &checked {
+                    Some(Ok(bytes)) => format!("matches the record ({bytes} bytes)"),
+                    Some(Err(e)) => format!("FAULT: {e}"),
+                    None => "not checked (give --recordings DIR)".into(),
+                };
+                writeln!(
+                    out,
+                    "{:>12}        terminal recording {} sha256 {}: {status}",
+                    "", p.name, p.sha256
+                )?;
+            }
         }
-        let off = offset(t0, e.at);
-        match &e.kind {
-            EventKind::SessionOpened {
-                identity,
-                target,
-                protocol,
-                client_addr,
-                details,
-            } => {
-                writeln!(out, "session {session}  opened {}", e.at)?;
-                writeln!(
-                    out,
-                    "{off:>12}  {} -> {target} ({protocol:?}) from {} via {:?}{}",
-                    identity.subject,
-                    client_addr.as_deref().unwrap_or("-"),
-                    identity.method,
-                    details
-                        .get("application_name")
-                        .map(|a| format!(", application {a}"))
-                        .unwrap_or_default()
-                )?;
-            }
-            EventKind::SessionRefused {
-                subject,
-                side,
-                reason,
-                ..
-            } => {
-                writeln!(
-                    out,
-                    "{off:>12}  connection refused ({side}) for {}: {reason}",
-                    subject.as_deref().unwrap_or("-")
-                )?;
-            }
-            EventKind::Command {
-                seq,
-                command,
-                decision,
-            } => {
-                let text = match command {
-                    Command::Sql { text, .. } => text.clone(),
-                    other => other.summary(),
-                };
-                let v = match decision.verdict {
-                    Verdict::Allow => "allow".to_string(),
-                    Verdict::Deny => format!("DENY: {}", decision.reason),
-                    Verdict::Review => "review".to_string(),
-                };
-                writeln!(out, "{off:>12}  #{seq:<4} [{v} ({})]", decision.rule)?;
-                for line in text.lines() {
-                    writeln!(out, "{:>12}        {line}", "")?;
-                }
-            }
-            EventKind::CommandResult {
-                seq,
-                duration_us,
-                completion,
-            } => {
-                let mut parts = vec![completion.tag.clone().unwrap_or_else(|| "done".into())];
-                parts.push(format!("{} rows", completion.rows_returned));
-                if let Some(n) = completion.rows_affected {
-                    parts.push(format!("{n} affected"));
-                }
-                parts.push(format!("{duration_us}µs"));
-                let masked: u64 = completion.masked.values().sum();
-                if masked > 0 {
-                    parts.push(format!("{masked} values masked"));
-                }
-                if completion.skipped {
-                    parts.push("skipped".into());
-                }
-                writeln!(out, "{off:>12}  #{seq:<4} -> {}", parts.join(", "))?;
-                if let Some(err) = &completion.error {
-                    writeln!(out, "{:>12}        error: {err}", "")?;
-                }
-            }
-            EventKind::ApprovalRequested { request, rule, .. } => {
-                writeln!(out, "{off:>12}  approval requested {request} (rule {rule})")?;
-            }
-            EventKind::ApprovalDecided {
-                request,
-                approver,
-                approved,
-                ..
-            } => {
-                let what = if *approved { "approved" } else { "rejected" };
-                writeln!(out, "{off:>12}  {request} {what} by {approver}")?;
-            }
-            EventKind::SessionClosed { reason, commands } => {
-                writeln!(
-                    out,
-                    "{off:>12}  session closed: {reason} ({commands} commands)"
-                )?;
-            }
-            other => writeln!(out, "{off:>12}  {}", other.name())?,
+        if let Some(Err(e)) = checked
+            && first_fault.is_none()
+        {
+            first_fault = Some(e);
+        }
+        if let Some(p) = pin {
+            pins.push(p);
         }
     }
     if !any {
         return Err(AuditError::Store(format!("no session {session}")));
+    }
+    if let Some(e) = first_fault {
+        return Err(e);
+    }
+    let Some(dir) = recordings else {
+        return Ok(());
+    };
+    if let Some(cast_dir) = &cast_options.cast_dir {
+        std::fs::create_dir_all(cast_dir)?;
+        for p in &pins {
+            casts::copy_checked(&dir, p, &cast_dir.join(&p.name))?;
+        }
+        eprintln!(
+            "wrote {} terminal recording(s) to {}",
+            pins.len(),
+            cast_dir.display()
+        );
+    }
+    if let Some(target) = &cast_options.cast {
+        let pin = choose_pin(&pins, cast_options.command)?;
+        if target.as_os_str() == "-" {
+            casts::write_checked(&dir, pin, std::io::stdout().lock())?;
+        } else {
+            casts::copy_checked(&dir, pin, target)?;
+            eprintln!("wrote {} to {}", pin.name, target.display());
+        }
+    }
+    Ok(())
+}
+
+fn choose_pin(
+    pins: &[casts::CastPin],
+    command: Option<u64>,
+) -> Result<&casts::CastPin, AuditError> {
+    if let Some(seq) = command {
+        return pins
+            .iter()
+            .find(|p| p.command == seq)
+            .ok_or_else(|| AuditError::Usage(format!("command #{seq} has no terminal recording")));
+    }
+    match pins {
+        [] => Err(AuditError::Usage(
+            "the session has no terminal recording (only PTY channels are recorded)".into(),
+        )),
+        [one] => Ok(one),
+        many => Err(AuditError::Usage(format!(
+            "the session has {} terminal recordings (commands {}): choose one with --command SEQ, or use --cast-dir DIR",
+            many.len(),
+            many.iter()
+                .map(|p| format!("#{}", p.command))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// One transcript line (or a few) for an event.
+fn replay_line(
+    out: &mut dyn Write,
+    session: SessionId,
+    t0: Timestamp,
+    e: &portcullis_core::Event,
+    ssh: &mut bool,
+) -> Result<(), AuditError> {
+    let off = offset(t0, e.at);
+    match &e.kind {
+        EventKind::SessionOpened {
+            identity,
+            target,
+            protocol,
+            client_addr,
+            details,
+        } => {
+            *ssh = *protocol == Protocol::Ssh;
+            writeln!(out, "session {session}  opened {}", e.at)?;
+            writeln!(
+                out,
+                "{off:>12}  {} -> {target} ({protocol:?}) from {} via {:?}{}",
+                identity.subject,
+                client_addr.as_deref().unwrap_or("-"),
+                identity.method,
+                details
+                    .get("application_name")
+                    .map(|a| format!(", application {a}"))
+                    .unwrap_or_default()
+            )?;
+            if *ssh {
+                for key in ["login", "upstream_user", "client_version"] {
+                    if let Some(v) = details.get(key) {
+                        writeln!(out, "{:>12}        {key}: {v}", "")?;
+                    }
+                }
+            }
+        }
+        EventKind::SessionRefused {
+            subject,
+            side,
+            reason,
+            ..
+        } => {
+            writeln!(
+                out,
+                "{off:>12}  connection refused ({side}) for {}: {reason}",
+                subject.as_deref().unwrap_or("-")
+            )?;
+        }
+        EventKind::Command {
+            seq,
+            command,
+            decision,
+        } => {
+            let text = match command {
+                Command::Sql { text, .. } => text.clone(),
+                Command::Exec { command } => format!("exec: {command}"),
+                other => other.summary(),
+            };
+            let v = match decision.verdict {
+                Verdict::Allow => "allow".to_string(),
+                Verdict::Deny => format!("DENY: {}", decision.reason),
+                Verdict::Review => "review".to_string(),
+            };
+            writeln!(out, "{off:>12}  #{seq:<4} [{v} ({})]", decision.rule)?;
+            for line in text.lines() {
+                writeln!(out, "{:>12}        {line}", "")?;
+            }
+        }
+        EventKind::CommandResult {
+            seq,
+            duration_us,
+            completion,
+        } => {
+            let tag = completion.tag.as_deref().unwrap_or("done");
+            let mut parts = if *ssh {
+                let (exit, _) = casts::split_tag(tag);
+                vec![exit.to_string(), format!("{} bytes out", completion.bytes)]
+            } else {
+                vec![
+                    tag.to_string(),
+                    format!("{} rows", completion.rows_returned),
+                ]
+            };
+            if let Some(n) = completion.rows_affected {
+                parts.push(format!("{n} affected"));
+            }
+            parts.push(format!("{duration_us}µs"));
+            let masked: u64 = completion.masked.values().sum();
+            if masked > 0 {
+                parts.push(format!("{masked} values masked"));
+            }
+            if completion.skipped {
+                parts.push("skipped".into());
+            }
+            writeln!(out, "{off:>12}  #{seq:<4} -> {}", parts.join(", "))?;
+            if let Some(err) = &completion.error {
+                writeln!(out, "{:>12}        error: {err}", "")?;
+            }
+        }
+        EventKind::ApprovalRequested { request, rule, .. } => {
+            writeln!(out, "{off:>12}  approval requested {request} (rule {rule})")?;
+        }
+        EventKind::ApprovalDecided {
+            request,
+            approver,
+            approved,
+            ..
+        } => {
+            let what = if *approved { "approved" } else { "rejected" };
+            writeln!(out, "{off:>12}  {request} {what} by {approver}")?;
+        }
+        EventKind::SessionClosed { reason, commands } => {
+            writeln!(
+                out,
+                "{off:>12}  session closed: {reason} ({commands} commands)"
+            )?;
+        }
+        other => writeln!(out, "{off:>12}  {}", other.name())?,
     }
     Ok(())
 }
@@ -346,6 +495,7 @@ pub fn run_export(
     options: &ExportOptions,
     dir: &Path,
     signing_key: Option<PathBuf>,
+    recordings: Option<&Path>,
 ) -> Result<(), AuditError> {
     let (store, key_path): (&dyn EventStore, Option<PathBuf>) = match opened {
         Opened::Store(store, path) => {
@@ -367,7 +517,7 @@ pub fn run_export(
                 for (name, reader) in &chains {
                     let sub = dir.join(name);
                     write!(out, "{name}: ")?;
-                    export_one(out, reader, None, options, &sub)?;
+                    export_one(out, reader, None, options, &sub, recordings)?;
                 }
                 if chains.is_empty() {
                     writeln!(out, "(the store has no chains)")?;
@@ -381,7 +531,7 @@ pub fn run_export(
         Some(p) => Some(SigningKey::load(&p).map_err(store_err)?),
         None => None,
     };
-    export_one(out, store, key.as_ref(), options, dir)
+    export_one(out, store, key.as_ref(), options, dir, recordings)
 }
 
 fn export_one(
@@ -390,6 +540,7 @@ fn export_one(
     key: Option<&SigningKey>,
     options: &ExportOptions,
     dir: &Path,
+    recordings: Option<&Path>,
 ) -> Result<(), AuditError> {
     let m = export(store, key, options, dir).map_err(store_err)?;
     writeln!(
@@ -416,7 +567,64 @@ fn export_one(
             dir.join("events.ocsf.jsonl").display()
         )?;
     }
+    export_casts(out, dir, recordings)
+}
+
+/// Copies the terminal recordings pinned by the exported records into the bundle's
+/// `casts/` directory, each checked against its pin, and lists them in `casts.json`.
+fn export_casts(
+    out: &mut impl Write,
+    dir: &Path,
+    recordings: Option<&Path>,
+) -> Result<(), AuditError> {
+    let bundle = Bundle::open(dir).map_err(store_err)?;
+    let mut listed = Vec::new();
+    let mut pinned = 0usize;
+    for r in bundle.records().map_err(store_err)? {
+        let Some(pin) = casts::pin_of(&r.map_err(store_err)?) else {
+            continue;
+        };
+        pinned += 1;
+        let Some(from) = recordings else { continue };
+        let to = dir.join(casts::BUNDLE_CASTS_DIR);
+        std::fs::create_dir_all(&to)?;
+        let bytes = casts::copy_checked(from, &pin, &to.join(&pin.name))?;
+        listed.push(casts::BundledCast { pin, bytes });
+    }
+    if recordings.is_none() {
+        if pinned > 0 {
+            writeln!(
+                out,
+                "note: {pinned} terminal recording(s) are pinned by these records but not included (give --recordings DIR)"
+            )?;
+        }
+        return Ok(());
+    }
+    let list = serde_json::to_vec_pretty(&listed).map_err(|e| AuditError::Io(e.into()))?;
+    std::fs::write(dir.join(casts::BUNDLE_CASTS_LIST), list)?;
+    writeln!(
+        out,
+        "terminal recordings: {} checked against the record and copied to {}",
+        listed.len(),
+        dir.join(casts::BUNDLE_CASTS_DIR).display()
+    )?;
     Ok(())
+}
+
+/// Checks every terminal recording the records pin against the files in `dir`.
+/// Returns the number checked and the first fault.
+fn verify_casts(opened: &Opened, dir: &Path) -> Result<(usize, Option<AuditError>), AuditError> {
+    let mut checked = 0usize;
+    for r in opened.source().records().map_err(store_err)? {
+        let Some(pin) = casts::pin_of(&r.map_err(store_err)?) else {
+            continue;
+        };
+        if let Err(e) = casts::check(dir, &pin) {
+            return Ok((checked, Some(e)));
+        }
+        checked += 1;
+    }
+    Ok((checked, None))
 }
 
 /// `verify`: prints the result; `Ok(true)` when intact.
@@ -425,6 +633,7 @@ pub fn run_verify(
     opened: &Opened,
     options: &VerifyOptions,
     json: bool,
+    recordings: Option<&Path>,
 ) -> Result<bool, AuditError> {
     if let Some(chains) = opened.chains()? {
         // Every gateway's chain on its own; intact only if all are.
@@ -471,7 +680,34 @@ pub fn run_verify(
     } else {
         print_verify(out, &r)?;
     }
-    Ok(r.is_intact())
+    if !r.is_intact() {
+        return Ok(false);
+    }
+    // Terminal recordings: the records pin them; the files must still match.
+    let Some(dir) = recordings_dir(opened, recordings) else {
+        return Ok(true);
+    };
+    let (checked, fault) = verify_casts(opened, &dir)?;
+    match fault {
+        Some(e) => {
+            if json {
+                eprintln!("FAULT: {e}");
+            } else {
+                writeln!(out, "FAULT: {e}")?;
+            }
+            Ok(false)
+        }
+        None => {
+            if !json {
+                writeln!(
+                    out,
+                    "terminal recordings: {checked} match their SHA-256 in the record ({})",
+                    dir.display()
+                )?;
+            }
+            Ok(true)
+        }
+    }
 }
 
 fn print_verify(out: &mut impl Write, r: &EvidenceReport) -> Result<(), AuditError> {

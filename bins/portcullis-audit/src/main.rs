@@ -9,11 +9,13 @@
 //! Evidence commands (read `--store PATH` or an exported `--bundle DIR`; not over `--gateway` yet):
 //!
 //! - `search [--subject S] [--target T] [--since] [--until] [--decision allow|deny|review] [--text S] [--table NAME]`
-//! - `replay SESSION [--json]`: a session as a timed transcript.
-//! - `export --out DIR [--since] [--until] [--format jsonl|ocsf] [--signing-key PEM]` (store only)
+//! - `replay SESSION [--json] [--recordings DIR] [--cast OUT [--command SEQ]] [--cast-dir DIR]`:
+//!   a session as a timed transcript; SSH terminal recordings checked against the record.
+//! - `export --out DIR [--since] [--until] [--format jsonl|ocsf] [--signing-key PEM] [--recordings DIR]` (store only)
 //! - `verify [--key PEM]... [--json]`: exit 0 when intact, 1 with the first fault named.
 //! - `report --framework nist-800-53 [--since] [--until] [--format md|json] [--key PEM]...`
 
+mod casts;
 mod evidence_cmd;
 mod render;
 mod source;
@@ -55,6 +57,10 @@ struct Cli {
     /// Without it the keys stored with the evidence are used.
     #[arg(long = "key", global = true)]
     keys: Vec<PathBuf>,
+    /// Directory of the SSH terminal recordings (the gateway's `[ssh.settings]
+    /// recordings_dir`), for replay, export and verify. A bundle's own `casts/` is the default.
+    #[arg(long, global = true)]
+    recordings: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -123,13 +129,25 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show a session as a timed transcript.
+    /// Show a session as a timed transcript; SSH terminal recordings are checked
+    /// against the record (with --recordings) and can be written out.
     Replay {
         /// Session id.
         session: SessionId,
         /// JSON lines output (offset in µs, seq, event).
         #[arg(long)]
         json: bool,
+        /// Write the session's terminal recording (asciicast v2) to this file, after
+        /// checking it against the SHA-256 in the record; `-` writes it to stdout (the
+        /// transcript then goes to stderr).
+        #[arg(long, value_name = "OUT")]
+        cast: Option<PathBuf>,
+        /// With --cast: the command whose recording to write (when there are several).
+        #[arg(long, value_name = "SEQ", requires = "cast")]
+        command: Option<u64>,
+        /// Write every terminal recording of the session into this directory, checked.
+        #[arg(long, value_name = "DIR")]
+        cast_dir: Option<PathBuf>,
     },
     /// Write an evidence bundle (from --store).
     Export {
@@ -334,7 +352,27 @@ fn run_evidence(cli: &Cli) -> Result<Option<bool>, source::AuditError> {
             };
             run_search(&mut out, &opened, &query, *json)?;
         }
-        Cmd::Replay { session, json } => run_replay(&mut out, &opened, *session, *json)?,
+        Cmd::Replay {
+            session,
+            json,
+            cast,
+            command,
+            cast_dir,
+        } => {
+            let options = CastOptions {
+                recordings: cli.recordings.clone(),
+                cast: cast.clone(),
+                cast_dir: cast_dir.clone(),
+                command: *command,
+            };
+            if cast.as_deref().is_some_and(|c| c.as_os_str() == "-") {
+                drop(out);
+                let mut err = std::io::stderr().lock();
+                run_replay(&mut err, &opened, *session, *json, &options)?;
+            } else {
+                run_replay(&mut out, &opened, *session, *json, &options)?;
+            }
+        }
         Cmd::Export {
             since,
             until,
@@ -350,10 +388,23 @@ fn run_evidence(cli: &Cli) -> Result<Option<bool>, source::AuditError> {
                     FormatArg::Ocsf => ExportFormat::Ocsf,
                 },
             };
-            run_export(&mut out, &opened, &options, dir, signing_key.clone())?;
+            run_export(
+                &mut out,
+                &opened,
+                &options,
+                dir,
+                signing_key.clone(),
+                cli.recordings.as_deref(),
+            )?;
         }
         Cmd::Verify { json } => {
-            let ok = run_verify(&mut out, &opened, &verify_options, *json)?;
+            let ok = run_verify(
+                &mut out,
+                &opened,
+                &verify_options,
+                *json,
+                cli.recordings.as_deref(),
+            )?;
             if !ok {
                 eprintln!("portcullis-audit: verification failed");
             }

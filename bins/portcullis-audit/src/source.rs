@@ -24,6 +24,9 @@ pub enum AuditError {
     /// Talking to the gateway failed.
     #[error("gateway: {0}")]
     Gateway(String),
+    /// A terminal recording is missing, unreadable or does not match its pin in the record.
+    #[error("terminal recording {0}")]
+    Recording(String),
     /// Writing output failed.
     #[error("output: {0}")]
     Io(#[from] std::io::Error),
