@@ -9,6 +9,7 @@ use portcullis_proto_http::HttpGateway;
 use portcullis_proto_postgres::{ListenerSettings, PostgresGateway, tls};
 use portcullis_proto_ssh::SshGateway;
 use portcullis_recording::Recorder;
+use portcullis_siem::SinkSet;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -18,6 +19,13 @@ use crate::config::{GatewayConfig, PostgresListenerConfig, TargetConfig, TlsMode
 /// Runs the gateway until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), String> {
     let recorder = Recorder::open(&config.recording).map_err(|e| format!("recording: {e}"))?;
+    // SIEM sinks tail the store; recording never waits on them.
+    let sinks = SinkSet::start(
+        recorder.store().clone(),
+        &config.sinks,
+        &config.recording.path.join("sinks"),
+    )
+    .map_err(|e| format!("sinks: {e}"))?;
     let auth = Authenticator::from_config(&config.identity)
         .await
         .map_err(|e| format!("identity: {e}"))?;
@@ -137,6 +145,7 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
             auth.clone(),
             admin_cfg.auditor_groups.clone(),
             approvals.clone(),
+            sinks.monitor(),
         );
         let listener = tokio::net::TcpListener::bind(admin_cfg.listen)
             .await
@@ -164,6 +173,10 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
         .shutdown()
         .await
         .map_err(|e| format!("recording: final flush failed: {e}"))?;
+    // The sinks deliver what the last sessions recorded, unless a sink is failing.
+    for s in sinks.shutdown().await {
+        tracing::info!(sink = %s.name, delivered = s.delivered_seq, lag = s.lag, "sink stopped");
+    }
     tracing::info!(events = stats.events_written, "record flushed; bye");
     Ok(())
 }

@@ -34,4 +34,4 @@ mod tls;
 pub use config::{Format, HttpBody, MAX_BATCH_SIZE, SinkConfig, SinkKind, Transport, validate_all};
 pub use cursor::{Cursor, CursorFile};
 pub use error::{Result, SiemError};
-pub use runner::{SinkSet, SinkState, SinkStatus};
+pub use runner::{SinkMonitor, SinkSet, SinkState, SinkStatus};

@@ -76,6 +76,25 @@ pub struct SinkStatus {
     pub missed_pruned: u64,
 }
 
+/// A cheap, cloneable view of the sinks' states (for the admin API).
+#[derive(Clone, Default)]
+pub struct SinkMonitor {
+    statuses: Arc<Vec<Arc<Mutex<SinkStatus>>>>,
+}
+
+impl SinkMonitor {
+    /// The state of every sink, in configuration order.
+    pub fn status(&self) -> Vec<SinkStatus> {
+        self.statuses.iter().map(|s| lock(s).clone()).collect()
+    }
+}
+
+impl std::fmt::Debug for SinkMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.status()).finish()
+    }
+}
+
 /// The sinks of the gateway, each running in its own task.
 pub struct SinkSet {
     stop: watch::Sender<bool>,
@@ -144,6 +163,13 @@ impl SinkSet {
     /// The state of every sink, in configuration order.
     pub fn status(&self) -> Vec<SinkStatus> {
         self.sinks.iter().map(|(s, _)| lock(s).clone()).collect()
+    }
+
+    /// A view of the states that outlives this set's shutdown.
+    pub fn monitor(&self) -> SinkMonitor {
+        SinkMonitor {
+            statuses: Arc::new(self.sinks.iter().map(|(s, _)| s.clone()).collect()),
+        }
     }
 
     /// Whether no sink is configured.
