@@ -411,8 +411,14 @@ impl SinkTask {
             }
             cursor = new_cursor;
             next = last.saturating_add(1);
+            // A delivery may have taken long (retries): report the lag against the
+            // head as it is now.
+            let head_now = self.store.head().map(|h| h.seq).ok();
             {
                 let mut s = lock(&self.status);
+                if let Some(h) = head_now {
+                    s.head_seq = s.head_seq.max(h);
+                }
                 s.delivered_seq = cursor.delivered;
                 s.lag = s.head_seq.saturating_sub(cursor.delivered);
                 s.state = SinkState::Idle;

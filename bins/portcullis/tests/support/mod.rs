@@ -45,6 +45,8 @@ pub struct Options {
     pub require_tls: bool,
     pub leeway: &'static str,
     pub wait: &'static str,
+    /// Appended to the configuration (top-level tables such as `[[sinks]]`).
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             require_tls: false,
             leeway: "30s",
             wait: "20s",
+            extra: String::new(),
         }
     }
 }
@@ -234,7 +237,7 @@ password = "{UPSTREAM_PASSWORD}"
             tls = opts.tls,
             require_tls = opts.require_tls,
         );
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, format!("{text}\n{}\n", opts.extra)).unwrap();
         let log = dir.path().join("gateway.log");
         let mut h = Harness {
             pg,
