@@ -195,7 +195,7 @@ impl SinkSet {
 enum Transport {
     File(FileSink),
     Syslog(SyslogSink),
-    Http(HttpSink),
+    Http(Box<HttpSink>),
 }
 
 impl Transport {
@@ -203,7 +203,7 @@ impl Transport {
         Ok(match config.kind {
             SinkKind::File => Transport::File(FileSink::new(config)?),
             SinkKind::Syslog => Transport::Syslog(SyslogSink::new(config)?),
-            SinkKind::Http => Transport::Http(HttpSink::new(config)?),
+            SinkKind::Http => Transport::Http(Box::new(HttpSink::new(config)?)),
         })
     }
 
