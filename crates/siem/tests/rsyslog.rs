@@ -78,6 +78,18 @@ input(type="imtcp" port="{port}" ruleset="out")
         }
     }
 
+    /// The highest seq in the output file so far.
+    fn max_seq(&self) -> u64 {
+        std::fs::read_to_string(self.dir.join("out.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.splitn(6, '|').nth(5))
+            .filter_map(|m| serde_json::from_str::<Value>(m.trim_start()).ok())
+            .filter_map(|v| v["seq"].as_u64())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The lines rsyslog wrote: (PRI, HOSTNAME, APP-NAME, MSGID, SD, MSG as JSON).
     fn lines(&self) -> Vec<(String, String, String, String, String, Value)> {
         std::fs::read_to_string(self.dir.join("out.log"))
@@ -128,7 +140,10 @@ async fn rsyslogd_receives_every_record_across_its_restart() {
     for i in 0..4 {
         record_session(&recorder, &format!("user{i}"), 2).await;
     }
-    wait_delivered(&sinks, head(&recorder)).await;
+    let first = head(&recorder);
+    wait_delivered(&sinks, first).await;
+    // Written is not yet read: let rsyslogd write everything out before it stops.
+    wait_for("rsyslogd to write", || rsyslog.max_seq() == first).await;
 
     // rsyslogd stops while the sink is idle; sessions are recorded meanwhile.
     rsyslog.stop();
@@ -143,6 +158,7 @@ async fn rsyslogd_receives_every_record_across_its_restart() {
     rsyslog.start();
     let last = head(&recorder);
     wait_delivered(&sinks, last).await;
+    wait_for("rsyslogd to write", || rsyslog.max_seq() == last).await;
     sinks.shutdown().await;
     rsyslog.stop();
 

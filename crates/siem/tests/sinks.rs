@@ -38,6 +38,10 @@ fn http_sink(name: &str, url: String) -> SinkConfig {
     })
 }
 
+fn max_seq(got: &Mutex<Vec<SyslogMessage>>) -> u64 {
+    got.lock().unwrap().iter().map(|m| m.seq).max().unwrap_or(0)
+}
+
 fn seqs_of(values: &[Value]) -> Vec<u64> {
     values.iter().map(|v| v["seq"].as_u64().unwrap()).collect()
 }
@@ -225,7 +229,10 @@ async fn syslog_tcp_sink_catches_up_after_an_outage() {
     for i in 0..4 {
         record_session(&recorder, &format!("user{i}"), 2).await;
     }
-    wait_delivered(&sinks, head(&recorder)).await;
+    let first = head(&recorder);
+    wait_delivered(&sinks, first).await;
+    // Written is not yet read: let the receiver read everything before it stops.
+    wait_for("the receiver to read", || max_seq(&got) == first).await;
     // The receiver shuts down while the sink is idle; sessions are recorded meanwhile.
     let errors = receiver.errors.clone();
     receiver.stop().await;
@@ -240,6 +247,7 @@ async fn syslog_tcp_sink_catches_up_after_an_outage() {
     let receiver = SyslogReceiver::start(addr, None, got.clone()).await;
     let last = head(&recorder);
     wait_delivered(&sinks, last).await;
+    wait_for("the receiver to read", || max_seq(&got) == last).await;
     sinks.shutdown().await;
     receiver.stop().await;
     assert!(
@@ -315,6 +323,10 @@ async fn syslog_tls_sink_delivers_ocsf() {
         sessions.push(record_session(&recorder, &format!("user{i}"), 3).await);
     }
     wait_delivered(&sinks, head(&recorder)).await;
+    wait_for("the receiver to read", || {
+        got.lock().unwrap().len() >= sessions.len() * 6
+    })
+    .await;
     sinks.shutdown().await;
     receiver.stop().await;
 
