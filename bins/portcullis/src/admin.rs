@@ -5,6 +5,7 @@
 //! - `GET /v1/sessions?subject=&target=&since=&until=&limit=`: session summaries, newest first.
 //! - `GET /v1/sessions/{id}`: one session's summary.
 //! - `GET /v1/sessions/{id}/events`: its records as JSON lines, streamed.
+//! - `GET /v1/sinks`: the SIEM sinks' states (cursor, lag, last error; docs/siem.md).
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use portcullis_approvals::ApprovalService;
 use portcullis_core::{Identity, SessionId, Timestamp};
 use portcullis_identity::{AuthLayer, Authenticator};
 use portcullis_recording::{EventStore, SessionFilter};
+use portcullis_siem::SinkMonitor;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,6 +29,7 @@ use serde_json::json;
 struct Api {
     store: Arc<dyn EventStore>,
     auditor_groups: Arc<Vec<String>>,
+    sinks: SinkMonitor,
 }
 
 /// Builds the API router.
@@ -35,15 +38,18 @@ pub fn router(
     auth: Authenticator,
     auditor_groups: Vec<String>,
     approvals: Option<ApprovalService>,
+    sinks: SinkMonitor,
 ) -> Router {
     let api = Api {
         store,
         auditor_groups: Arc::new(auditor_groups),
+        sinks,
     };
     let protected = Router::new()
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/sessions/{id}", get(session))
         .route("/v1/sessions/{id}/events", get(session_events))
+        .route("/v1/sinks", get(sink_status))
         .layer(middleware::from_fn_with_state(api.clone(), require_auditor))
         .layer(AuthLayer::new(auth.clone()));
     let mut router = Router::new()
@@ -84,6 +90,10 @@ async fn health(State(api): State<Api>) -> Response {
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+async fn sink_status(State(api): State<Api>) -> Response {
+    Json(json!({ "sinks": api.sinks.status() })).into_response()
 }
 
 /// Query parameters of `/v1/sessions`.

@@ -44,6 +44,9 @@ pub struct GatewayConfig {
     /// Targets by name (`[targets.NAME]`).
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+    /// Streaming export of the record to SIEMs (`[[sinks]]`: docs/siem.md).
+    #[serde(default)]
+    pub sinks: Vec<portcullis_siem::SinkConfig>,
 }
 
 fn default_recording() -> RecordingConfig {
@@ -270,6 +273,7 @@ impl GatewayConfig {
         self.identity
             .validate()
             .map_err(|e| format!("identity: {e}"))?;
+        portcullis_siem::validate_all(&self.sinks).map_err(|e| e.to_string())?;
         if let Some(approvals) = &self.approvals {
             approvals
                 .validate()
@@ -430,5 +434,19 @@ listen = "127.0.0.1:6432"
         let e = parse("[identity]\n[admin]\nlisten = \"127.0.0.1:1\"\nauditor_groups = []\n")
             .unwrap_err();
         assert!(e.contains("admin.auditor_groups"), "{e}");
+    }
+
+    #[test]
+    fn sinks_are_parsed_and_checked() {
+        let c = parse(&format!(
+            "{BASE}\n[[sinks]]\nname = \"f\"\nkind = \"file\"\npath = \"/tmp/a.jsonl\"\n[[sinks]]\nname = \"s\"\nkind = \"syslog\"\naddress = \"127.0.0.1:514\"\nformat = \"ocsf\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.sinks.len(), 2);
+        let e = parse(&format!(
+            "{BASE}\n[[sinks]]\nname = \"h\"\nkind = \"http\"\nurl = \"ftp://x/\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("sinks[0] (h)") && e.contains("url"), "{e}");
     }
 }

@@ -9,16 +9,39 @@ use portcullis_proto_http::HttpGateway;
 use portcullis_proto_postgres::{ListenerSettings, PostgresGateway, tls};
 use portcullis_proto_ssh::SshGateway;
 use portcullis_recording::Recorder;
+use portcullis_siem::SinkSet;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::admin;
 use crate::config::{GatewayConfig, PostgresListenerConfig, TargetConfig, TlsMode};
 
+/// Where the SIEM sinks keep their cursors: next to the sled store, or, with a shared
+/// PostgreSQL store, next to this gateway's signing key (its local state).
+fn sink_cursor_dir(recording: &portcullis_recording::RecordingConfig) -> std::path::PathBuf {
+    if recording.path.as_os_str().is_empty() {
+        let key_dir = recording
+            .signing_key
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .unwrap_or(std::path::Path::new("."));
+        key_dir.join("sinks")
+    } else {
+        recording.path.join("sinks")
+    }
+}
+
 /// Runs the gateway until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), String> {
     tracing::info!(store = %config.recording.describe(), "opening the record");
     let recorder = Recorder::open(&config.recording).map_err(|e| format!("recording: {e}"))?;
+    // SIEM sinks tail the store; recording never waits on them.
+    let sinks = SinkSet::start(
+        recorder.store().clone(),
+        &config.sinks,
+        &sink_cursor_dir(&config.recording),
+    )
+    .map_err(|e| format!("sinks: {e}"))?;
     let auth = Authenticator::from_config(&config.identity)
         .await
         .map_err(|e| format!("identity: {e}"))?;
@@ -138,6 +161,7 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
             auth.clone(),
             admin_cfg.auditor_groups.clone(),
             approvals.clone(),
+            sinks.monitor(),
         );
         let listener = tokio::net::TcpListener::bind(admin_cfg.listen)
             .await
@@ -165,6 +189,10 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
         .shutdown()
         .await
         .map_err(|e| format!("recording: final flush failed: {e}"))?;
+    // The sinks deliver what the last sessions recorded, unless a sink is failing.
+    for s in sinks.shutdown().await {
+        tracing::info!(sink = %s.name, delivered = s.delivered_seq, lag = s.lag, "sink stopped");
+    }
     tracing::info!(events = stats.events_written, "record flushed; bye");
     Ok(())
 }

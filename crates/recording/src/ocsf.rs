@@ -288,25 +288,53 @@ impl OcsfMapper {
         let pending = std::mem::take(&mut self.pending);
         pending
             .into_iter()
-            .map(|((sid, _), p)| {
-                let stub = StoredEvent {
-                    seq: p.seq,
-                    session_seq: 0,
-                    prev_hash: crate::ChainHash::ZERO,
-                    hash: crate::ChainHash::ZERO,
-                    event: portcullis_core::Event {
-                        session: sid,
-                        at: p.at,
-                        kind: EventKind::SessionClosed {
-                            reason: String::new(),
-                            commands: 0,
-                        },
-                    },
-                    canonical: String::new(),
-                };
-                self.command(&stub, sid, &p, None)
-            })
+            .map(|((sid, _), p)| self.unanswered(sid, &p))
             .collect()
+    }
+
+    /// Global sequence of the oldest command still waiting for its result.
+    pub fn oldest_pending(&self) -> Option<u64> {
+        self.pending.values().map(|p| p.seq).min()
+    }
+
+    /// Emits the commands recorded before `seq` that still wait for their result,
+    /// as OCSF objects without a result (as [`OcsfMapper::finish`] does), so that a
+    /// stream does not hold a command forever when its result never comes.
+    pub fn take_pending_before(&mut self, seq: u64) -> Vec<Value> {
+        let old: Vec<(SessionId, u64)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.seq < seq)
+            .map(|(k, _)| *k)
+            .collect();
+        old.into_iter()
+            .filter_map(|k| self.pending.remove(&k).map(|p| self.unanswered(k.0, &p)))
+            .collect()
+    }
+
+    /// Drops the context of a session (a stream calls this once the session closed,
+    /// so the mapper's memory stays bounded by the open sessions).
+    pub fn forget(&mut self, id: SessionId) {
+        self.sessions.remove(&id);
+    }
+
+    fn unanswered(&self, sid: SessionId, p: &PendingCommand) -> Value {
+        let stub = StoredEvent {
+            seq: p.seq,
+            session_seq: 0,
+            prev_hash: crate::ChainHash::ZERO,
+            hash: crate::ChainHash::ZERO,
+            event: portcullis_core::Event {
+                session: sid,
+                at: p.at,
+                kind: EventKind::SessionClosed {
+                    reason: String::new(),
+                    commands: 0,
+                },
+            },
+            canonical: String::new(),
+        };
+        self.command(&stub, sid, p, None)
     }
 
     fn command(

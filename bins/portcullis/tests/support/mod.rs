@@ -48,6 +48,8 @@ pub struct Options {
     /// The body of `[recording]` in place of the default sled store under the
     /// harness directory (`durability` is then taken from this text too).
     pub recording: Option<String>,
+    /// Appended to the configuration (top-level tables such as `[[sinks]]`).
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             leeway: "30s",
             wait: "20s",
             recording: None,
+            extra: String::new(),
         }
     }
 }
@@ -239,7 +242,7 @@ password = "{UPSTREAM_PASSWORD}"
             tls = opts.tls,
             require_tls = opts.require_tls,
         );
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, format!("{text}\n{}\n", opts.extra)).unwrap();
         let log = dir.path().join("gateway.log");
         let mut h = Harness {
             pg,
