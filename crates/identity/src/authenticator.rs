@@ -16,6 +16,7 @@ use crate::jwt::{Attempt, ClaimNames, IssuerVerifier, peek};
 use crate::keys::{
     JwksLocation, JwksSource, JwksStatus, KeyEntry, Trigger, http_client, key_from_pem,
 };
+use crate::verified::VerifiedCache;
 
 /// Longest credential accepted (a JWT with many groups stays well below this).
 const MAX_CREDENTIAL_LEN: usize = 16 * 1024;
@@ -36,6 +37,7 @@ struct Inner {
     dev: Option<DevSigner>,
     header: Option<http::HeaderName>,
     refresh_tasks: Vec<JoinHandle<()>>,
+    verified: VerifiedCache,
 }
 
 impl Drop for Inner {
@@ -191,6 +193,7 @@ impl Authenticator {
                 dev,
                 header,
                 refresh_tasks,
+                verified: VerifiedCache::default(),
             }),
         })
     }
@@ -199,7 +202,19 @@ impl Authenticator {
     ///
     /// A token whose `kid` is unknown to a JWKS issuer triggers one JWKS fetch (at most one per
     /// `jwks_min_interval` per issuer, shared by concurrent callers) and is retried once.
+    /// A credential that verified is reused for up to [`crate::verified::TTL`] (never past its
+    /// expiry) without verifying it again.
     pub async fn authenticate(&self, credential: &str) -> Result<Identity, IdentityError> {
+        let generation = crate::keys::key_generation();
+        if let Some(identity) = self.inner.verified.get(credential, generation) {
+            return Ok(identity);
+        }
+        let identity = self.authenticate_uncached(credential).await?;
+        self.inner.verified.put(credential, &identity, generation);
+        Ok(identity)
+    }
+
+    async fn authenticate_uncached(&self, credential: &str) -> Result<Identity, IdentityError> {
         match self.classify(credential)? {
             Credential::ApiKey(key) => self.inner.api_keys.authenticate(key),
             Credential::Jwt(token) => {
@@ -223,6 +238,16 @@ impl Authenticator {
     /// with [`IdentityError::UnknownKey`] at once and schedules a (rate-limited) background JWKS
     /// refresh when called inside a Tokio runtime.
     pub fn authenticate_cached(&self, credential: &str) -> Result<Identity, IdentityError> {
+        let generation = crate::keys::key_generation();
+        if let Some(identity) = self.inner.verified.get(credential, generation) {
+            return Ok(identity);
+        }
+        let identity = self.authenticate_cached_uncached(credential)?;
+        self.inner.verified.put(credential, &identity, generation);
+        Ok(identity)
+    }
+
+    fn authenticate_cached_uncached(&self, credential: &str) -> Result<Identity, IdentityError> {
         match self.classify(credential)? {
             Credential::ApiKey(key) => self.inner.api_keys.authenticate(key),
             Credential::Jwt(token) => {

@@ -255,6 +255,15 @@ struct Health {
 }
 
 /// A JWKS with its current keys and refresh bookkeeping.
+/// Counts key sets installed from any JWKS in this process: a credential verified under
+/// an earlier count is verified again (a key removed from a JWKS stops working at once).
+static KEY_SETS_INSTALLED: AtomicU64 = AtomicU64::new(0);
+
+/// The current count of installed JWKS key sets.
+pub(crate) fn key_generation() -> u64 {
+    KEY_SETS_INSTALLED.load(std::sync::atomic::Ordering::Acquire)
+}
+
 pub(crate) struct JwksSource {
     issuer: String,
     location: JwksLocation,
@@ -316,6 +325,7 @@ impl JwksSource {
     }
 
     fn install(&self, keys: Vec<KeyEntry>) {
+        KEY_SETS_INSTALLED.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let keys = Arc::new(keys);
         match self.keys.write() {
             Ok(mut guard) => *guard = keys,

@@ -56,6 +56,7 @@ mod error;
 mod jwt;
 mod keys;
 mod layer;
+pub mod verified;
 
 pub use apikey::{
     API_KEY_PREFIX, GeneratedApiKey, generate_api_key, hash_api_key, verify_api_key_hash,
