@@ -28,10 +28,11 @@ pub const BATCH_PREFIX: u8 = b'b';
 /// Most records packed into one sled value.
 pub const MAX_BATCH_RECORDS: usize = 256;
 
-/// A batch value is closed once it reaches this size, well below the size at which
+/// A batch value is closed once it reaches this size (smaller values split sled nodes
+/// less often), well below the size at which
 /// sled moves a value into a separate blob file (a quarter of its 512 KiB segment),
 /// so packed records keep the log's durability.
-pub const MAX_BATCH_BYTES: usize = 64 * 1024;
+pub const MAX_BATCH_BYTES: usize = 16 * 1024;
 
 /// The key of the batch whose first record has sequence `first_seq`.
 pub fn batch_key(first_seq: u64) -> [u8; 9] {
