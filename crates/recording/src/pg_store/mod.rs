@@ -539,12 +539,14 @@ fn open_writer(conn: &mut Conn, name: &str) -> Result<(ChainRow, Head)> {
     Ok((row, head))
 }
 
-/// Who holds chain `id`'s lock, as PostgreSQL sees it.
+/// Who holds chain `id`'s lock, as PostgreSQL sees it (advisory locks are per database;
+/// `pg_locks` shows the whole cluster).
 fn lock_holder(conn: &mut Conn, id: i32) -> String {
     let found = conn.client.query_opt(
         "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket') \
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          AND l.classid::bigint = $1 AND l.objid::bigint = $2 LIMIT 1",
         &[&i64::from(LOCK_NAMESPACE), &i64::from(id)],
     );
