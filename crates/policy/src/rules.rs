@@ -136,6 +136,56 @@ pub struct Rule {
     statements_over: Option<u64>,
 }
 
+/// A rule's `action` as a verdict and, for review rules, who must approve (shared by SQL
+/// and SSH rules). Errors are `(key, message)`.
+pub(crate) fn compile_action(
+    action: &str,
+    approvers: Option<&Vec<String>>,
+    quorum: Option<&QuorumConfig>,
+) -> Result<(Verdict, Option<ReviewRequirement>), (&'static str, String)> {
+    let verdict = match action {
+        "allow" => Verdict::Allow,
+        "deny" => Verdict::Deny,
+        "review" => Verdict::Review,
+        other => {
+            return Err((
+                "action",
+                format!("unknown action {other:?}; expected \"allow\", \"deny\" or \"review\""),
+            ));
+        }
+    };
+    if verdict != Verdict::Review {
+        if approvers.is_some() {
+            return Err(("approvers", "only review rules take approvers".into()));
+        }
+        if quorum.is_some() {
+            return Err(("quorum", "only review rules take a quorum".into()));
+        }
+        return Ok((verdict, None));
+    }
+    let approvers = approvers.cloned().ok_or_else(|| {
+        (
+            "approvers",
+            "a review rule needs at least one approver group".to_string(),
+        )
+    })?;
+    let quorum = match quorum {
+        None => Quorum::Count(1),
+        Some(QuorumConfig::Count(n)) => match u32::try_from(*n) {
+            Ok(n) if n >= 1 => Quorum::Count(n),
+            _ => return Err(("quorum", format!("must be at least 1, got {n}"))),
+        },
+        Some(QuorumConfig::Named(name)) if name == "each-group" => Quorum::EachGroup,
+        Some(QuorumConfig::Named(name)) => {
+            return Err((
+                "quorum",
+                format!("expected a number or \"each-group\", got {name:?}"),
+            ));
+        }
+    };
+    Ok((verdict, Some(ReviewRequirement { approvers, quorum })))
+}
+
 impl Rule {
     fn compile(index: usize, cfg: &RuleConfig) -> Result<Self, PolicyError> {
         let err = |key: &'static str, message: String| PolicyError::Rule {
@@ -220,48 +270,9 @@ impl Rule {
                 "no string can exceed this count".into(),
             ));
         }
-        let verdict = match cfg.action.as_str() {
-            "allow" => Verdict::Allow,
-            "deny" => Verdict::Deny,
-            "review" => Verdict::Review,
-            other => {
-                return Err(err(
-                    "action",
-                    format!("unknown action {other:?}; expected \"allow\", \"deny\" or \"review\""),
-                ));
-            }
-        };
-        let review = if verdict == Verdict::Review {
-            let approvers = cfg.approvers.clone().ok_or_else(|| {
-                err(
-                    "approvers",
-                    "a review rule needs at least one approver group".into(),
-                )
-            })?;
-            let quorum = match &cfg.quorum {
-                None => Quorum::Count(1),
-                Some(QuorumConfig::Count(n)) => match u32::try_from(*n) {
-                    Ok(n) if n >= 1 => Quorum::Count(n),
-                    _ => return Err(err("quorum", format!("must be at least 1, got {n}"))),
-                },
-                Some(QuorumConfig::Named(name)) if name == "each-group" => Quorum::EachGroup,
-                Some(QuorumConfig::Named(name)) => {
-                    return Err(err(
-                        "quorum",
-                        format!("expected a number or \"each-group\", got {name:?}"),
-                    ));
-                }
-            };
-            Some(ReviewRequirement { approvers, quorum })
-        } else {
-            if cfg.approvers.is_some() {
-                return Err(err("approvers", "only review rules take approvers".into()));
-            }
-            if cfg.quorum.is_some() {
-                return Err(err("quorum", "only review rules take a quorum".into()));
-            }
-            None
-        };
+        let (verdict, review) =
+            compile_action(&cfg.action, cfg.approvers.as_ref(), cfg.quorum.as_ref())
+                .map_err(|(key, message)| err(key, message))?;
         Ok(Self {
             id: cfg.id.clone(),
             index,

@@ -380,48 +380,9 @@ pub(crate) fn compile_rule(index: usize, cfg: &SshRuleConfig) -> Result<SshRule,
     } else {
         Matcher::Agent
     };
-    let verdict = match cfg.action.as_str() {
-        "allow" => Verdict::Allow,
-        "deny" => Verdict::Deny,
-        "review" => Verdict::Review,
-        other => {
-            return Err(err(
-                "action",
-                format!("unknown action {other:?}; expected \"allow\", \"deny\" or \"review\""),
-            ));
-        }
-    };
-    let review = if verdict == Verdict::Review {
-        let approvers = cfg.approvers.clone().ok_or_else(|| {
-            err(
-                "approvers",
-                "a review rule needs at least one approver group".into(),
-            )
-        })?;
-        let quorum = match &cfg.quorum {
-            None => Quorum::Count(1),
-            Some(QuorumConfig::Count(n)) => match u32::try_from(*n) {
-                Ok(n) if n >= 1 => Quorum::Count(n),
-                _ => return Err(err("quorum", format!("must be at least 1, got {n}"))),
-            },
-            Some(QuorumConfig::Named(name)) if name == "each-group" => Quorum::EachGroup,
-            Some(QuorumConfig::Named(name)) => {
-                return Err(err(
-                    "quorum",
-                    format!("expected a number or \"each-group\", got {name:?}"),
-                ));
-            }
-        };
-        Some(ReviewRequirement { approvers, quorum })
-    } else {
-        if cfg.approvers.is_some() || cfg.quorum.is_some() {
-            return Err(err(
-                "approvers",
-                "only review rules take approvers and a quorum".into(),
-            ));
-        }
-        None
-    };
+    let (verdict, review) =
+        crate::rules::compile_action(&cfg.action, cfg.approvers.as_ref(), cfg.quorum.as_ref())
+            .map_err(|(key, message)| err(key, message))?;
     Ok(SshRule {
         id: cfg.id.clone(),
         index,
