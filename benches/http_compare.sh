@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Compares 1 KiB GET responses: direct to the upstream, through an nginx reverse proxy, and
-# through the Portcullis HTTP gateway (JWT identity, HTTP policy and recording on).
+# through the Portcullis HTTP gateway (JWT identity, HTTP policy and recording on), and
+# the same gateway with a sink that drops every event ("unrecorded": what recording costs;
+# BENCH_UNRECORDED=0 leaves it out).
 # wrk with 1 and 32 connections, runs alternated, throughput ratios and p50/p99 latency.
 #
 #   benches/http_compare.sh            # DURATION=10s ROUNDS=2 by default
@@ -19,7 +21,7 @@ RUNNER=target/release/examples/http_bench
 
 WORK=$(mktemp -d)
 mkfifo "$WORK/stdin"
-BENCH_STORE="$WORK/store" BENCH_WORKERS=${BENCH_WORKERS:-1} "$RUNNER" <"$WORK/stdin" >"$WORK/runner.out" 2>"$WORK/runner.err" &
+BENCH_UNRECORDED=${BENCH_UNRECORDED:-1} BENCH_STORE="$WORK/store" BENCH_WORKERS=${BENCH_WORKERS:-1} "$RUNNER" <"$WORK/stdin" >"$WORK/runner.out" 2>"$WORK/runner.err" &
 RUNNER_PID=$!
 exec 9>"$WORK/stdin"
 NGINX_PID=""
@@ -34,6 +36,7 @@ for _ in $(seq 100); do grep -q '^store=' "$WORK/runner.out" 2>/dev/null && brea
 UPSTREAM=$(sed -n 's/^upstream=//p' "$WORK/runner.out")
 GATEWAY=$(sed -n 's/^gateway=//p' "$WORK/runner.out")
 TOKEN=$(sed -n 's/^token=//p' "$WORK/runner.out")
+UNRECORDED=$(sed -n 's/^unrecorded=//p' "$WORK/runner.out")
 
 NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$WORK/nginx"
@@ -96,6 +99,9 @@ for conns in 1 32; do
     run direct "$conns" "http://$UPSTREAM/data"
     run nginx "$conns" "http://127.0.0.1:$NGINX_PORT/data"
     run portcullis "$conns" "http://$GATEWAY/data" "Authorization: Bearer $TOKEN"
+    if [ -n "$UNRECORDED" ]; then
+      run unrecorded "$conns" "http://$UNRECORDED/data" "Authorization: Bearer $TOKEN"
+    fi
   done
 done
 

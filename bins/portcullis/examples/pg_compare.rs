@@ -7,6 +7,10 @@
 //! `BENCH_DURABILITY` (`batched` or `strict`, default batched). The gateway serves two
 //! targets on the same database: `bench` (recording and policy) and `bench_masked` (the
 //! same plus every built-in masking detector), measured side by side.
+//! With `PORTCULLIS_UNRECORDED_BIN` naming a gateway built with the
+//! `bench-discard-store` feature (the script builds one), a second gateway with the
+//! same policy but `store = "discard:"` runs too (`unrecorded`), and the cost of
+//! recording is printed as `1 - portcullis/unrecorded`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
@@ -67,7 +71,7 @@ fn gateway_bin() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join("portcullis")
 }
 
-fn start_gateway(dir: &Path, pg: &PgCluster, durability: &str) -> (Process, u16) {
+fn start_gateway(bin: &Path, dir: &Path, pg: &PgCluster, recording: &str) -> (Process, u16) {
     let port = free_port().unwrap();
     let config = dir.join("bench.toml");
     std::fs::write(
@@ -75,8 +79,7 @@ fn start_gateway(dir: &Path, pg: &PgCluster, durability: &str) -> (Process, u16)
         format!(
             r#"
 [recording]
-path = "{store}"
-durability = "{durability}"
+{recording}
 
 [identity.dev_signer]
 issuer = "bench"
@@ -113,14 +116,13 @@ password = "{PASSWORD}"
 [targets.bench_masked.masking]
 enabled = true
 "#,
-            store = dir.join("recording").display(),
             up = pg.port(),
             db = pg.database(),
         ),
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
-    let mut cmd = Command::new(gateway_bin());
+    let mut cmd = Command::new(bin);
     cmd.args(["serve", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -183,7 +185,19 @@ fn main() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (_gateway, gw_port) = start_gateway(dir.path(), &pg, &durability);
+    let recording = format!(
+        "path = \"{}\"\ndurability = \"{durability}\"",
+        dir.path().join("recording").display()
+    );
+    let (_gateway, gw_port) = start_gateway(&gateway_bin(), dir.path(), &pg, &recording);
+    let unrecorded_dir = tempfile::tempdir().unwrap();
+    let unrecorded = std::env::var_os("PORTCULLIS_UNRECORDED_BIN").map(|bin| {
+        let recording = format!(
+            "store = \"discard:\"\nsigning_key = \"{}\"\ndurability = \"{durability}\"",
+            unrecorded_dir.path().join("signing-key.pem").display()
+        );
+        start_gateway(Path::new(&bin), unrecorded_dir.path(), &pg, &recording)
+    });
     let token = {
         let out = Command::new(gateway_bin())
             .args(["token", "--config"])
@@ -214,7 +228,7 @@ fn main() {
         ),
     ];
     let db = pg.database().to_string();
-    let paths: Vec<(&str, u16, &str, &str, &str)> = vec![
+    let mut paths: Vec<(&str, u16, &str, &str, &str)> = vec![
         ("direct", pg.port(), "bencher", PASSWORD, db.as_str()),
         (
             "pgbouncer",
@@ -226,6 +240,9 @@ fn main() {
         ("portcullis", gw_port, "bench", token.as_str(), "bench"),
         ("masked", gw_port, "bench", token.as_str(), "bench_masked"),
     ];
+    if let Some((_, port)) = &unrecorded {
+        paths.push(("unrecorded", *port, "bench", token.as_str(), "bench"));
+    }
 
     println!(
         "PostgreSQL comparison: {seconds}s per run, {rounds} alternating rounds, median shown; \
@@ -262,5 +279,14 @@ fn main() {
             (lat("portcullis") - lat("direct")) * 1000.0,
             (lat("masked") - lat("direct")) * 1000.0
         );
+        if results.contains_key("unrecorded") {
+            println!(
+                "  recording: portcullis/unrecorded = {:.3}x (recording costs {:.1}% of the rate), \
+                 added mean latency {:.1} us",
+                tps("portcullis") / tps("unrecorded"),
+                (1.0 - tps("portcullis") / tps("unrecorded")) * 100.0,
+                (lat("portcullis") - lat("unrecorded")) * 1000.0
+            );
+        }
     }
 }

@@ -2,11 +2,17 @@
 //! and a Portcullis HTTP gateway in front of it with identity (JWT), policy (HTTP rules) and
 //! recording (the real recorder, batched durability) on. Prints `upstream=ADDR`,
 //! `gateway=ADDR` and `token=JWT`, then serves until stdin closes.
+//!
+//! The upstream runs on its own thread (its own single-threaded runtime, like an nginx
+//! worker) so that the gateway's runtime (`BENCH_WORKERS` threads, default 1) does not
+//! serve it. With `BENCH_UNRECORDED=1` a second gateway with the same identity and policy
+//! but a sink that drops every event is printed as `unrecorded=ADDR`: the difference is
+//! the cost of recording.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::Pipeline;
+use portcullis_core::{BoxFuture, Event, EventSink, Pipeline};
 use portcullis_identity::{Authenticator, IdentityConfig};
 use portcullis_proto_http::{HttpGateway, HttpGatewayConfig};
 use portcullis_recording::{Durability, Recorder, RecordingConfig};
@@ -24,16 +30,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .block_on(run())
 }
 
+/// Drops every event (the `unrecorded` comparison gateway).
+struct Discard;
+
+impl EventSink for Discard {
+    fn record(&self, _event: Event) -> BoxFuture<'static, portcullis_core::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn submit(&self, _event: Event) -> portcullis_core::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts the 1 KiB JSON upstream on its own thread and runtime; returns its address.
+fn start_upstream() -> Result<std::net::SocketAddr, Box<dyn std::error::Error>> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let body: &'static str =
+                Box::leak(format!("{{\"data\":\"{}\"}}", "x".repeat(1024 - 11)).into_boxed_str());
+            let app = axum::Router::new().route(
+                "/data",
+                axum::routing::get(move || async move {
+                    ([("content-type", "application/json")], body)
+                }),
+            );
+            if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
+                let _ = axum::serve(l, app).await;
+            }
+        })
+    });
+    Ok(addr)
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let body: &'static str =
-        Box::leak(format!("{{\"data\":\"{}\"}}", "x".repeat(1024 - 11)).into_boxed_str());
-    let app = axum::Router::new().route(
-        "/data",
-        axum::routing::get(move || async move { ([("content-type", "application/json")], body) }),
-    );
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let upstream_addr = upstream.local_addr()?;
-    tokio::spawn(async move { axum::serve(upstream, app).await });
+    let upstream_addr = start_upstream()?;
 
     let identity: IdentityConfig = toml::from_str(
         r#"
@@ -78,6 +115,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         action = "allow"
         "#
     ))?;
+    if std::env::var("BENCH_UNRECORDED").is_ok_and(|v| v == "1") {
+        let gateway = HttpGateway::new(
+            config.clone(),
+            auth.clone(),
+            Pipeline::new(Arc::new(Discard)),
+        )?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("unrecorded={}", listener.local_addr()?);
+        tokio::spawn(gateway.serve(listener, std::future::pending()));
+    }
     let gateway = HttpGateway::new(config, auth, Pipeline::new(Arc::new(recorder.clone())))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let gateway_addr = listener.local_addr()?;

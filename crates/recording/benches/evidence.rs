@@ -79,6 +79,17 @@ fn bench(c: &mut Criterion) {
         hash: ChainHash([9; 32]),
     };
     let cp = Checkpoint::sign(&key, "chain", head, CheckpointReason::Events, None);
+    // The per-record work of every append: canonical JSON of the event and the chained
+    // SHA-256 (what the recorder adds to each event before any I/O).
+    let sample = event(SessionId::new(), 42);
+    c.bench_function("record_canonical_json", |b| {
+        b.iter(|| portcullis_recording::canonical_json(&sample).unwrap())
+    });
+    c.bench_function("record_chain", |b| {
+        b.iter(|| {
+            portcullis_recording::StoredEvent::chain(Head::GENESIS, 1, sample.clone()).unwrap()
+        })
+    });
     c.bench_function("checkpoint_sign", |b| {
         b.iter(|| Checkpoint::sign(&key, "chain", head, CheckpointReason::Events, None))
     });

@@ -197,6 +197,8 @@ impl RecordingConfig {
                     return bad("chain names a chain of a PostgreSQL store; set store too".into());
                 }
             }
+            #[cfg(feature = "discard-store")]
+            Some(url) if url.expose() == crate::discard::DISCARD_URL => {}
             Some(url) => {
                 let url = url.expose();
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {

@@ -59,7 +59,10 @@
 //! ```
 
 mod backend;
+mod canonical;
 mod config;
+#[cfg(feature = "discard-store")]
+pub mod discard;
 mod error;
 pub mod pg_store;
 pub mod record;

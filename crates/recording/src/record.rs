@@ -202,6 +202,43 @@ impl StoredEvent {
 
 const STORAGE_VERSION: u8 = 1;
 
+/// Chains `event` after `prev` and appends its storage form (as
+/// [`StoredEvent::encode_value`] writes it) to `out`, writing the canonical JSON in place
+/// (no copy of the event, no intermediate buffers). Returns the new head. On error `out`
+/// is left as it was.
+pub(crate) fn encode_chained(
+    prev: Head,
+    session_seq: u64,
+    event: &Event,
+    out: &mut Vec<u8>,
+) -> Result<Head> {
+    let seq = prev
+        .seq
+        .checked_add(1)
+        .ok_or_else(|| RecordingError::Storage("sequence number overflow".into()))?;
+    let start = out.len();
+    out.push(STORAGE_VERSION);
+    out.extend_from_slice(&session_seq.to_be_bytes());
+    out.extend_from_slice(&prev.hash.0);
+    let hash_at = out.len();
+    out.extend_from_slice(&[0u8; 32]);
+    let json_at = out.len();
+    if let Err(e) = crate::canonical::write(event, out) {
+        out.truncate(start);
+        return Err(RecordingError::Encode(e.to_string()));
+    }
+    let hash = record_hash(
+        seq,
+        session_seq,
+        &prev.hash,
+        out.get(json_at..).unwrap_or_default(),
+    );
+    if let Some(slot) = out.get_mut(hash_at..json_at) {
+        slot.copy_from_slice(&hash.0);
+    }
+    Ok(Head { seq, hash })
+}
+
 pub(crate) fn split_u64(b: &[u8]) -> Option<(u64, &[u8])> {
     let (head, rest) = b.split_first_chunk::<8>()?;
     Some((u64::from_be_bytes(*head), rest))
@@ -223,10 +260,12 @@ pub fn record_hash(seq: u64, session_seq: u64, prev: &ChainHash, canonical: &[u8
     ChainHash(h.finalize().into())
 }
 
-/// The canonical JSON of an event (sorted keys, compact).
+/// The canonical JSON of an event (sorted keys, compact), written directly from the
+/// event's serde serialization.
 pub fn canonical_json(event: &Event) -> Result<String> {
-    let value = serde_json::to_value(event).map_err(|e| RecordingError::Encode(e.to_string()))?;
-    canonical_value(&value)
+    let mut out = Vec::with_capacity(256);
+    crate::canonical::write(event, &mut out).map_err(|e| RecordingError::Encode(e.to_string()))?;
+    String::from_utf8(out).map_err(|e| RecordingError::Encode(e.to_string()))
 }
 
 /// Re-encodes any JSON text canonically; used to check that stored bytes are canonical.
@@ -300,9 +339,80 @@ mod tests {
             r#"{"at":1700000000000000,"commands":3,"reason":"client \"quit\"\n\u0001é","session":"0190b1c2-0000-7000-8000-000000000001","type":"session_closed"}"#
         );
         assert_eq!(canonicalize(&c).unwrap(), c);
+        let via_value = canonical_value(&serde_json::to_value(event()).unwrap()).unwrap();
+        assert_eq!(c, via_value);
         assert_eq!(
             canonicalize(r#"{ "b": [1, {"z":1,"a":2}], "a": null }"#).unwrap(),
             r#"{"a":null,"b":[1,{"a":2,"z":1}]}"#
+        );
+    }
+
+    #[test]
+    fn direct_writer_matches_the_value_path() {
+        use portcullis_core::{
+            AuthMethod, Command, Completion, Decision, Identity, Protocol, SqlVia,
+        };
+        let s = SessionId::new();
+        let events = [
+            event(),
+            Event::now(
+                s,
+                EventKind::SessionOpened {
+                    identity: Identity {
+                        subject: "ålice \u{1F600}".into(),
+                        groups: vec!["dba".into(), "z\"q".into()],
+                        method: AuthMethod::Jwt,
+                        issuer: None,
+                        expires_at: Some(Timestamp(-5)),
+                    },
+                    target: "orders".into(),
+                    protocol: Protocol::Postgres,
+                    client_addr: None,
+                    details: [("zeta", "1"), ("Alpha", "2"), ("alpha", "\u{7f}\t")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                },
+            ),
+            Event::now(
+                s,
+                EventKind::Command {
+                    seq: u64::MAX,
+                    command: Command::Sql {
+                        text: "SELECT '\0\u{1f}'".into(),
+                        via: SqlVia::Simple,
+                    },
+                    decision: Decision::deny("r", "no"),
+                },
+            ),
+            Event::now(
+                s,
+                EventKind::CommandResult {
+                    seq: 1,
+                    duration_us: 0,
+                    completion: Completion {
+                        rows_returned: 3,
+                        tag: Some("SELECT 3".into()),
+                        error: Some("boom".into()),
+                        ..Default::default()
+                    },
+                },
+            ),
+        ];
+        for e in &events {
+            let via_value = canonical_value(&serde_json::to_value(e).unwrap()).unwrap();
+            assert_eq!(canonical_json(e).unwrap(), via_value);
+        }
+        // Any JSON value (maps, arrays, numbers, nesting) comes out as the Value path writes it.
+        let v: Value = serde_json::from_str(
+            r#"{"b":[1,-2,3.5,1e300,{"y":null,"x":[true,false]}],"a":{"é":"\u0000","e":""},"":0}"#,
+        )
+        .unwrap();
+        let mut direct = Vec::new();
+        crate::canonical::write(&v, &mut direct).unwrap();
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            canonical_value(&v).unwrap()
         );
     }
 
@@ -331,6 +441,10 @@ mod tests {
     #[test]
     fn storage_encoding_round_trips_and_rejects_garbage() {
         let r = StoredEvent::chain(Head::GENESIS, 1, event()).unwrap();
+        let mut in_place = b"prefix".to_vec();
+        let head = encode_chained(Head::GENESIS, 1, &event(), &mut in_place).unwrap();
+        assert_eq!(head, r.head());
+        assert_eq!(&in_place[6..], &r.encode_value()[..]);
         let back = StoredEvent::decode_value(1, &r.encode_value()).unwrap();
         assert_eq!(back, r);
         assert!(matches!(

@@ -51,6 +51,36 @@ pub fn push_record(batch: &mut Vec<u8>, seq: u64, record: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Appends one record to a batch value under construction, the record being written by
+/// `write` straight into the value (after the sequence number and a length placeholder).
+pub(crate) fn push_record_with<T>(
+    batch: &mut Vec<u8>,
+    seq: u64,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<T>,
+) -> Result<T> {
+    let start = batch.len();
+    batch.extend_from_slice(&seq.to_be_bytes());
+    batch.extend_from_slice(&[0u8; 4]);
+    let body = batch.len();
+    let out = match write(batch) {
+        Ok(out) => out,
+        Err(e) => {
+            batch.truncate(start);
+            return Err(e);
+        }
+    };
+    let Ok(len) = u32::try_from(batch.len().saturating_sub(body)) else {
+        batch.truncate(start);
+        return Err(RecordingError::Encode(format!(
+            "record {seq} is larger than 4 GiB"
+        )));
+    };
+    if let Some(slot) = batch.get_mut(body.saturating_sub(4)..body) {
+        slot.copy_from_slice(&len.to_be_bytes());
+    }
+    Ok(out)
+}
+
 /// The records of a batch value, in stored order, as `(seq, record bytes)`.
 pub fn records(value: &[u8]) -> Records<'_> {
     Records { rest: value }

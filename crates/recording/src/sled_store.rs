@@ -48,12 +48,24 @@ const K_BASE: &[u8] = b"mbase";
 /// Record batches deleted per sled batch while pruning.
 const PRUNE_CHUNK: usize = 64;
 
+/// Most open-session summaries kept in memory between appends; beyond it the cache is
+/// emptied and summaries are read back from the tree as sessions show up again.
+const OPEN_SUMMARIES: usize = 16_384;
+
+/// What the append path keeps between appends.
+struct WriteState {
+    head: Head,
+    /// Summaries of sessions that have not ended, as last written: an append to a
+    /// long session does not read and decode its summary back from the tree.
+    open: HashMap<SessionId, SessionSummary>,
+}
+
 /// The sled-backed [`EventStore`].
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
-    /// The chain head; the lock serializes appends.
-    head: Mutex<Head>,
+    /// The chain head and the summaries of open sessions; the lock serializes appends.
+    head: Mutex<WriteState>,
     chain: String,
     /// sled's log file, synced with `fdatasync` after sled's own flush (on Linux sled
     /// flushes with `sync_file_range`, which does not reach stable storage by itself).
@@ -152,7 +164,10 @@ impl SledStore {
         Ok(Self {
             db,
             tree,
-            head: Mutex::new(head),
+            head: Mutex::new(WriteState {
+                head,
+                open: HashMap::new(),
+            }),
             chain,
             log_file,
             path,
@@ -196,11 +211,11 @@ impl SledStore {
 
 impl EventStore for SledStore {
     fn append(&self, events: &[Event]) -> Result<Appended> {
-        let mut head_guard = self
+        let mut state = self
             .head
             .lock()
             .map_err(|_| RecordingError::Storage("store lock poisoned".into()))?;
-        let start = *head_guard;
+        let start = state.head;
         let first_seq = start.seq.saturating_add(1);
         if events.is_empty() {
             return Ok(Appended {
@@ -222,7 +237,12 @@ impl EventStore for SledStore {
             let session_seq = match summaries.get_mut(&event.session) {
                 Some(s) => s.apply(event, seq),
                 None => {
-                    let summary = match self.load_summary(&event.session)? {
+                    let cached = state.open.remove(&event.session);
+                    let known = match cached {
+                        Some(s) => Some(s),
+                        None => self.load_summary(&event.session)?,
+                    };
+                    let summary = match known {
                         Some(mut s) => {
                             s.apply(event, seq);
                             s
@@ -238,11 +258,12 @@ impl EventStore for SledStore {
                     n
                 }
             };
-            let record = StoredEvent::chain(head, session_seq, event.clone())?;
             if packed_count == 0 {
                 packed_first = seq;
             }
-            sled_format::push_record(&mut packed, seq, &record.encode_value())?;
+            let next = sled_format::push_record_with(&mut packed, seq, |out| {
+                crate::record::encode_chained(head, session_seq, event, out)
+            })?;
             packed_count += 1;
             if packed_count == MAX_BATCH_RECORDS || packed.len() >= MAX_BATCH_BYTES {
                 batch.insert(&batch_key(packed_first)[..], std::mem::take(&mut packed));
@@ -253,7 +274,7 @@ impl EventStore for SledStore {
                 .or_insert_with(|| (session_event_key(&event.session, session_seq), Vec::new()))
                 .1
                 .extend_from_slice(&seq.to_be_bytes());
-            head = record.head();
+            head = next;
         }
         if packed_count > 0 {
             batch.insert(&batch_key(packed_first)[..], packed);
@@ -271,7 +292,15 @@ impl EventStore for SledStore {
         head_value.extend_from_slice(&head.hash.0);
         batch.insert(K_HEAD, head_value);
         self.tree.apply_batch(batch)?;
-        *head_guard = head;
+        state.head = head;
+        if state.open.len().saturating_add(summaries.len()) > OPEN_SUMMARIES {
+            state.open.clear();
+        }
+        for (id, summary) in summaries {
+            if summary.outcome == SessionOutcome::Open {
+                state.open.insert(id, summary);
+            }
+        }
         Ok(Appended {
             first_seq,
             count: head.seq.saturating_sub(start.seq),
@@ -290,7 +319,7 @@ impl EventStore for SledStore {
     fn head(&self) -> Result<Head> {
         self.head
             .lock()
-            .map(|h| *h)
+            .map(|h| h.head)
             .map_err(|_| RecordingError::Storage("store lock poisoned".into()))
     }
 

@@ -1,0 +1,470 @@
+//! A serde serializer that writes canonical JSON directly (object keys sorted by their
+//! UTF-8 bytes, compact), without building a `serde_json::Value` first.
+//!
+//! Each object is written into its own buffer as `key:value` entries; when the object
+//! ends its entries are sorted by key and copied into the parent. Scalars and strings are
+//! written by serde_json itself, so escaping and number formatting are exactly those of
+//! the `Value` path ([`crate::record::canonicalize`]), which tests compare against.
+
+use serde::ser::{self, Serialize};
+
+/// Why an event could not be encoded.
+#[derive(Debug)]
+pub(crate) struct CanonicalError(String);
+
+impl std::fmt::Display for CanonicalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CanonicalError {}
+
+impl ser::Error for CanonicalError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Self(msg.to_string())
+    }
+}
+
+impl From<serde_json::Error> for CanonicalError {
+    fn from(e: serde_json::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+type R<T = ()> = Result<T, CanonicalError>;
+
+/// Appends the canonical JSON of `value` to `out`.
+pub(crate) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> R {
+    value.serialize(Canonical { out })
+}
+
+/// Writes one JSON scalar the way serde_json does.
+fn scalar<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> R {
+    serde_json::to_writer(out, v).map_err(Into::into)
+}
+
+struct Canonical<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+/// An object being collected: `buf` holds the entries back to back; each entry is the
+/// unescaped key's range (for sorting), then the `"key":value` range to copy.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    buf: Vec<u8>,
+    keys: Vec<String>,
+    entries: Vec<(usize, usize)>,
+}
+
+impl<'a> Object<'a> {
+    fn new(out: &'a mut Vec<u8>, len: Option<usize>) -> Self {
+        let n = len.unwrap_or(8);
+        Self {
+            out,
+            buf: Vec::with_capacity(n * 24),
+            keys: Vec::with_capacity(n),
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    fn entry<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> R {
+        let start = self.buf.len();
+        scalar(&mut self.buf, key.as_str())?;
+        self.buf.push(b':');
+        value.serialize(Canonical { out: &mut self.buf })?;
+        self.keys.push(key);
+        self.entries.push((start, self.buf.len()));
+        Ok(())
+    }
+
+    fn finish(self) -> R {
+        self.finish_into_parent().map(|_| ())
+    }
+}
+
+/// An array being written in place.
+struct Array<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    /// For tuple variants: close the wrapping object too.
+    wrapped: bool,
+}
+
+impl Array<'_> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        value.serialize(Canonical {
+            out: &mut *self.out,
+        })
+    }
+
+    fn finish(self) -> R {
+        self.out.push(b']');
+        if self.wrapped {
+            self.out.push(b'}');
+        }
+        Ok(())
+    }
+}
+
+/// A struct variant: `{"Variant":{...}}`.
+struct VariantObject<'a> {
+    inner: Object<'a>,
+}
+
+/// A map key: must serialize as a string (numbers become their decimal text, as in
+/// serde_json).
+struct KeySer;
+
+macro_rules! key_number {
+    ($($f:ident: $t:ty),*) => {$(
+        fn $f(self, v: $t) -> R<String> {
+            Ok(v.to_string())
+        }
+    )*};
+}
+
+impl ser::Serializer for KeySer {
+    type Ok = String;
+    type Error = CanonicalError;
+    type SerializeSeq = ser::Impossible<String, CanonicalError>;
+    type SerializeTuple = ser::Impossible<String, CanonicalError>;
+    type SerializeTupleStruct = ser::Impossible<String, CanonicalError>;
+    type SerializeTupleVariant = ser::Impossible<String, CanonicalError>;
+    type SerializeMap = ser::Impossible<String, CanonicalError>;
+    type SerializeStruct = ser::Impossible<String, CanonicalError>;
+    type SerializeStructVariant = ser::Impossible<String, CanonicalError>;
+
+    fn serialize_str(self, v: &str) -> R<String> {
+        Ok(v.to_owned())
+    }
+    fn serialize_char(self, v: char) -> R<String> {
+        Ok(v.to_string())
+    }
+    fn serialize_bool(self, v: bool) -> R<String> {
+        Ok(v.to_string())
+    }
+    key_number!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_u128: u128);
+    fn serialize_f32(self, _v: f32) -> R<String> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_f64(self, _v: f64) -> R<String> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> R<String> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_none(self) -> R<String> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _v: &T) -> R<String> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_unit(self) -> R<String> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> R<String> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_unit_variant(self, _n: &'static str, _i: u32, variant: &'static str) -> R<String> {
+        Ok(variant.to_owned())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _n: &'static str, v: &T) -> R<String> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _n: &'static str,
+        _i: u32,
+        _variant: &'static str,
+        _v: &T,
+    ) -> R<String> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> R<Self::SerializeSeq> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_tuple(self, _len: usize) -> R<Self::SerializeTuple> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _n: &'static str,
+        _len: usize,
+    ) -> R<Self::SerializeTupleStruct> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _n: &'static str,
+        _i: u32,
+        _v: &'static str,
+        _len: usize,
+    ) -> R<Self::SerializeTupleVariant> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> R<Self::SerializeMap> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_struct(self, _n: &'static str, _len: usize) -> R<Self::SerializeStruct> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+    fn serialize_struct_variant(
+        self,
+        _n: &'static str,
+        _i: u32,
+        _v: &'static str,
+        _len: usize,
+    ) -> R<Self::SerializeStructVariant> {
+        Err(ser::Error::custom("key must be a string"))
+    }
+}
+
+macro_rules! plain_scalar {
+    ($($f:ident: $t:ty),*) => {$(
+        fn $f(self, v: $t) -> R {
+            scalar(self.out, &v)
+        }
+    )*};
+}
+
+impl<'a> ser::Serializer for Canonical<'a> {
+    type Ok = ();
+    type Error = CanonicalError;
+    type SerializeSeq = Array<'a>;
+    type SerializeTuple = Array<'a>;
+    type SerializeTupleStruct = Array<'a>;
+    type SerializeTupleVariant = Array<'a>;
+    type SerializeMap = MapState<'a>;
+    type SerializeStruct = Object<'a>;
+    type SerializeStructVariant = VariantObject<'a>;
+
+    plain_scalar!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16,
+        serialize_i32: i32, serialize_i64: i64, serialize_i128: i128, serialize_u8: u8,
+        serialize_u16: u16, serialize_u32: u32, serialize_u64: u64, serialize_u128: u128,
+        serialize_f32: f32, serialize_f64: f64, serialize_char: char);
+
+    fn serialize_str(self, v: &str) -> R {
+        scalar(self.out, v)
+    }
+    fn serialize_bytes(self, v: &[u8]) -> R {
+        scalar(self.out, v)
+    }
+    fn serialize_none(self) -> R {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> R {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> R {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> R {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(self, _n: &'static str, _i: u32, variant: &'static str) -> R {
+        scalar(self.out, variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _n: &'static str, v: &T) -> R {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _n: &'static str,
+        _i: u32,
+        variant: &'static str,
+        v: &T,
+    ) -> R {
+        let mut o = Object::new(self.out, Some(1));
+        o.entry(variant.to_owned(), v)?;
+        o.finish()
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> R<Array<'a>> {
+        self.out.push(b'[');
+        Ok(Array {
+            out: self.out,
+            first: true,
+            wrapped: false,
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> R<Array<'a>> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _n: &'static str, len: usize) -> R<Array<'a>> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _n: &'static str,
+        _i: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> R<Array<'a>> {
+        self.out.push(b'{');
+        scalar(self.out, variant)?;
+        self.out.extend_from_slice(b":[");
+        Ok(Array {
+            out: self.out,
+            first: true,
+            wrapped: true,
+        })
+    }
+    fn serialize_map(self, len: Option<usize>) -> R<MapState<'a>> {
+        Ok(MapState {
+            object: Object::new(self.out, len),
+            key: None,
+        })
+    }
+    fn serialize_struct(self, _n: &'static str, len: usize) -> R<Object<'a>> {
+        Ok(Object::new(self.out, Some(len)))
+    }
+    fn serialize_struct_variant(
+        self,
+        _n: &'static str,
+        _i: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> R<VariantObject<'a>> {
+        self.out.push(b'{');
+        scalar(self.out, variant)?;
+        self.out.push(b':');
+        Ok(VariantObject {
+            inner: Object::new(self.out, Some(len)),
+        })
+    }
+}
+
+impl ser::SerializeSeq for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
+        self.element(v)
+    }
+    fn end(self) -> R {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTuple for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
+        self.element(v)
+    }
+    fn end(self) -> R {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleStruct for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
+        self.element(v)
+    }
+    fn end(self) -> R {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleVariant for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
+        self.element(v)
+    }
+    fn end(self) -> R {
+        self.finish()
+    }
+}
+
+/// A map: keys arrive before their values.
+pub(crate) struct MapState<'a> {
+    object: Object<'a>,
+    key: Option<String>,
+}
+
+impl ser::SerializeMap for MapState<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> R {
+        self.key = Some(key.serialize(KeySer)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| <CanonicalError as ser::Error>::custom("map value without a key"))?;
+        self.object.entry(key, v)
+    }
+    fn end(self) -> R {
+        self.object.finish()
+    }
+}
+
+impl ser::SerializeStruct for Object<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> R {
+        self.entry(key.to_owned(), v)
+    }
+    fn end(self) -> R {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStructVariant for VariantObject<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> R {
+        self.inner.entry(key.to_owned(), v)
+    }
+    fn end(self) -> R {
+        let out_ptr = self.inner.finish_into_parent()?;
+        out_ptr.push(b'}');
+        Ok(())
+    }
+}
+
+impl<'a> Object<'a> {
+    /// Writes the object, its entries sorted by key, into the parent buffer, and returns
+    /// the parent (a struct variant closes its wrapper there).
+    fn finish_into_parent(self) -> R<&'a mut Vec<u8>> {
+        let Object {
+            out,
+            buf,
+            keys,
+            entries,
+        } = self;
+        let mut order: Vec<(&str, (usize, usize))> = keys
+            .iter()
+            .map(String::as_str)
+            .zip(entries.iter().copied())
+            .collect();
+        // Stable: of two equal keys the later one wins, as in a map built by insertion.
+        order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        out.push(b'{');
+        let mut first = true;
+        for (i, (key, (s, e))) in order.iter().enumerate() {
+            if order.get(i + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(buf.get(*s..*e).unwrap_or_default());
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+}
