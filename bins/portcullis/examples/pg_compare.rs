@@ -243,6 +243,25 @@ fn main() {
     if let Some((_, port)) = &unrecorded {
         paths.push(("unrecorded", *port, "bench", token.as_str(), "bench"));
     }
+    // BENCH_PATHS=portcullis,unrecorded (say) runs only those paths; BENCH_SCENARIOS=1,2
+    // only those scenarios (numbered from 1), for longer A/B series.
+    let only = |var: &str| -> Option<Vec<String>> {
+        std::env::var(var)
+            .ok()
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+    };
+    if let Some(keep) = only("BENCH_PATHS") {
+        paths.retain(|p| keep.iter().any(|k| k == p.0));
+    }
+    let scenarios: Vec<(&str, Vec<&str>)> = match only("BENCH_SCENARIOS") {
+        Some(keep) => scenarios
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep.contains(&(i + 1).to_string()))
+            .map(|(_, s)| s)
+            .collect(),
+        None => scenarios,
+    };
 
     println!(
         "PostgreSQL comparison: {seconds}s per run, {rounds} alternating rounds, median shown; \
@@ -270,16 +289,28 @@ fn main() {
                 lat(label)
             );
         }
-        println!(
-            "  ratios: portcullis/direct = {:.2}x, portcullis/pgbouncer = {:.2}x, masked/direct = {:.2}x; \
+        let all = ["direct", "pgbouncer", "portcullis", "masked"]
+            .iter()
+            .all(|l| results.contains_key(l));
+        if all {
+            println!(
+                "  ratios: portcullis/direct = {:.2}x, portcullis/pgbouncer = {:.2}x, masked/direct = {:.2}x; \
              added mean latency vs direct = {:.1} us (masked {:.1} us)",
-            tps("portcullis") / tps("direct"),
-            tps("portcullis") / tps("pgbouncer"),
-            tps("masked") / tps("direct"),
-            (lat("portcullis") - lat("direct")) * 1000.0,
-            (lat("masked") - lat("direct")) * 1000.0
-        );
-        if results.contains_key("unrecorded") {
+                tps("portcullis") / tps("direct"),
+                tps("portcullis") / tps("pgbouncer"),
+                tps("masked") / tps("direct"),
+                (lat("portcullis") - lat("direct")) * 1000.0,
+                (lat("masked") - lat("direct")) * 1000.0
+            );
+        }
+        if results.contains_key("unrecorded") && results.contains_key("portcullis") {
+            let pairs: Vec<String> = results["portcullis"]
+                .0
+                .iter()
+                .zip(&results["unrecorded"].0)
+                .map(|(a, b)| format!("{:.3}", a / b))
+                .collect();
+            println!("  portcullis/unrecorded per round: {}", pairs.join(" "));
             println!(
                 "  recording: portcullis/unrecorded = {:.3}x (recording costs {:.1}% of the rate), \
                  added mean latency {:.1} us",

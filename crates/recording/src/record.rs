@@ -159,6 +159,7 @@ impl StoredEvent {
 
     /// Storage form of the value (the key carries `seq`):
     /// `1u8 || session_seq u64 BE || prev_hash || hash || canonical JSON`.
+    #[cfg(test)]
     pub(crate) fn encode_value(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + 8 + 64 + self.canonical.len());
         out.push(STORAGE_VERSION);

@@ -7,8 +7,8 @@
 //! | key | value |
 //! | --- | --- |
 //! | `b` first seq (u64 BE) | the records of one append, packed (see [`crate::sled_format`]) |
-//! | `s` session id (16 bytes) | the [`SessionSummary`] as JSON |
-//! | `x` session id, session seq (u64 BE) | the global seqs (u64 BE each) of the session's records in one append, from that session seq on |
+//! | `s` session id (16 bytes) | the [`SessionSummary`] as JSON; for a session of at most 64 records, followed by a newline and the global seqs of its records (u64 BE each) |
+//! | `x` session id, session seq (u64 BE) | for a longer session: the global seqs (u64 BE each) of the session's records in one append, from that session seq on |
 //! | `t` opened_at (i64 BE, sign bit flipped), session id | empty (time index) |
 //! | `m` `head` | head seq (u64 BE) and hash (32 bytes) |
 //! | `m` `format` | `portcullis-recording-v2` |
@@ -52,12 +52,69 @@ const PRUNE_CHUNK: usize = 64;
 /// emptied and summaries are read back from the tree as sessions show up again.
 const OPEN_SUMMARIES: usize = 16_384;
 
+/// Most records of a session indexed inside its summary value; a longer session is
+/// indexed by `x` entries instead.
+const INLINE_SEQS: usize = 64;
+
 /// What the append path keeps between appends.
 struct WriteState {
     head: Head,
-    /// Summaries of sessions that have not ended, as last written: an append to a
-    /// long session does not read and decode its summary back from the tree.
-    open: HashMap<SessionId, SessionSummary>,
+    /// Entries of sessions that have not ended, as last written: an append to a long
+    /// session does not read and decode its summary back from the tree.
+    open: HashMap<SessionId, SessionEntry>,
+}
+
+/// A session's `s` value: its summary and, while the session is short, the global seqs
+/// of its records (so a short session costs no `x` entry).
+struct SessionEntry {
+    summary: SessionSummary,
+    /// Global seqs (u64 BE each), when indexed inline.
+    inline: Vec<u8>,
+    /// Whether the session is indexed inline (every record so far is in `inline`).
+    inline_mode: bool,
+}
+
+impl SessionEntry {
+    /// The stored form: the summary's JSON, then, when indexed inline, a newline and the
+    /// seqs (JSON text never holds a raw newline).
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut v =
+            serde_json::to_vec(&self.summary).map_err(|e| RecordingError::Encode(e.to_string()))?;
+        if self.inline_mode {
+            v.push(b'\n');
+            v.extend_from_slice(&self.inline);
+        }
+        Ok(v)
+    }
+
+    fn decode(id: &SessionId, v: &[u8]) -> Result<Self> {
+        let (json, inline) = split_session_value(v);
+        let summary = serde_json::from_slice(json).map_err(|e| RecordingError::Corrupt {
+            seq: None,
+            reason: format!("session {id} summary: {e}"),
+        })?;
+        let inline_mode = inline.is_some();
+        let inline = inline.unwrap_or_default().to_vec();
+        if inline.len() % 8 != 0 {
+            return Err(RecordingError::Corrupt {
+                seq: None,
+                reason: format!("session {id}: malformed inline index"),
+            });
+        }
+        Ok(Self {
+            summary,
+            inline,
+            inline_mode,
+        })
+    }
+}
+
+/// Splits an `s` value into the summary JSON and the inline seqs, if any.
+fn split_session_value(v: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match v.iter().position(|b| *b == b'\n') {
+        Some(i) => (v.get(..i).unwrap_or_default(), v.get(i + 1..)),
+        None => (v, None),
+    }
 }
 
 /// The sled-backed [`EventStore`].
@@ -181,12 +238,19 @@ impl SledStore {
 
     fn load_summary(&self, id: &SessionId) -> Result<Option<SessionSummary>> {
         match self.tree.get(session_key(id))? {
-            Some(v) => serde_json::from_slice(&v)
+            Some(v) => serde_json::from_slice(split_session_value(&v).0)
                 .map(Some)
                 .map_err(|e| RecordingError::Corrupt {
                     seq: None,
                     reason: format!("session {id} summary: {e}"),
                 }),
+            None => Ok(None),
+        }
+    }
+
+    fn load_entry(&self, id: &SessionId) -> Result<Option<SessionEntry>> {
+        match self.tree.get(session_key(id))? {
+            Some(v) => SessionEntry::decode(id, &v).map(Some),
             None => Ok(None),
         }
     }
@@ -225,36 +289,40 @@ impl EventStore for SledStore {
             });
         }
         let mut batch = sled::Batch::default();
-        let mut summaries: HashMap<SessionId, SessionSummary> = HashMap::new();
-        // Per session: the key of its index entry for this append and the global seqs.
-        let mut index: HashMap<SessionId, (Vec<u8>, Vec<u8>)> = HashMap::new();
+        let mut entries: HashMap<SessionId, SessionEntry> = HashMap::new();
+        // Per session: the session seq of its first record in this append, and the global
+        // seqs of its records in this append (u64 BE each).
+        let mut appended: HashMap<SessionId, (u64, Vec<u8>)> = HashMap::new();
         let mut packed = Vec::new();
         let mut packed_first = 0u64;
         let mut packed_count = 0usize;
         let mut head = start;
         for event in events {
             let seq = head.seq.saturating_add(1);
-            let session_seq = match summaries.get_mut(&event.session) {
-                Some(s) => s.apply(event, seq),
+            let session_seq = match entries.get_mut(&event.session) {
+                Some(e) => e.summary.apply(event, seq),
                 None => {
-                    let cached = state.open.remove(&event.session);
-                    let known = match cached {
-                        Some(s) => Some(s),
-                        None => self.load_summary(&event.session)?,
+                    let known = match state.open.remove(&event.session) {
+                        Some(e) => Some(e),
+                        None => self.load_entry(&event.session)?,
                     };
-                    let summary = match known {
-                        Some(mut s) => {
-                            s.apply(event, seq);
-                            s
+                    let entry = match known {
+                        Some(mut e) => {
+                            e.summary.apply(event, seq);
+                            e
                         }
                         None => {
-                            let s = SessionSummary::start(event, seq);
-                            batch.insert(time_key(s.opened_at, &s.id), &[][..]);
-                            s
+                            let summary = SessionSummary::start(event, seq);
+                            batch.insert(time_key(summary.opened_at, &summary.id), &[][..]);
+                            SessionEntry {
+                                summary,
+                                inline: Vec::new(),
+                                inline_mode: true,
+                            }
                         }
                     };
-                    let n = summary.events;
-                    summaries.insert(event.session, summary);
+                    let n = entry.summary.events;
+                    entries.insert(event.session, entry);
                     n
                 }
             };
@@ -269,9 +337,9 @@ impl EventStore for SledStore {
                 batch.insert(&batch_key(packed_first)[..], std::mem::take(&mut packed));
                 packed_count = 0;
             }
-            index
+            appended
                 .entry(event.session)
-                .or_insert_with(|| (session_event_key(&event.session, session_seq), Vec::new()))
+                .or_insert_with(|| (session_seq, Vec::new()))
                 .1
                 .extend_from_slice(&seq.to_be_bytes());
             head = next;
@@ -279,13 +347,28 @@ impl EventStore for SledStore {
         if packed_count > 0 {
             batch.insert(&batch_key(packed_first)[..], packed);
         }
-        for (key, seqs) in index.into_values() {
-            batch.insert(key, seqs);
+        for (id, (first_session_seq, seqs)) in appended {
+            let Some(entry) = entries.get_mut(&id) else {
+                continue;
+            };
+            if !entry.inline_mode {
+                batch.insert(session_event_key(&id, first_session_seq), seqs);
+            } else if entry.inline.len().saturating_add(seqs.len()) <= INLINE_SEQS * 8 {
+                entry.inline.extend_from_slice(&seqs);
+            } else {
+                // The session outgrew its inline list: from now on it is indexed by `x`
+                // entries, the first holding the inline seqs and this append's.
+                let inline_first = first_session_seq
+                    .saturating_sub((entry.inline.len() / 8) as u64)
+                    .max(1);
+                let mut all = std::mem::take(&mut entry.inline);
+                all.extend_from_slice(&seqs);
+                batch.insert(session_event_key(&id, inline_first), all);
+                entry.inline_mode = false;
+            }
         }
-        for (id, summary) in &summaries {
-            let v =
-                serde_json::to_vec(summary).map_err(|e| RecordingError::Encode(e.to_string()))?;
-            batch.insert(session_key(id), v);
+        for (id, entry) in &entries {
+            batch.insert(session_key(id), entry.encode()?);
         }
         let mut head_value = Vec::with_capacity(40);
         head_value.extend_from_slice(&head.seq.to_be_bytes());
@@ -293,12 +376,12 @@ impl EventStore for SledStore {
         batch.insert(K_HEAD, head_value);
         self.tree.apply_batch(batch)?;
         state.head = head;
-        if state.open.len().saturating_add(summaries.len()) > OPEN_SUMMARIES {
+        if state.open.len().saturating_add(entries.len()) > OPEN_SUMMARIES {
             state.open.clear();
         }
-        for (id, summary) in summaries {
-            if summary.outcome == SessionOutcome::Open {
-                state.open.insert(id, summary);
+        for (id, entry) in entries {
+            if entry.summary.outcome == SessionOutcome::Open {
+                state.open.insert(id, entry);
             }
         }
         Ok(Appended {
@@ -395,7 +478,23 @@ impl EventStore for SledStore {
         prefix.push(P_SESSION_EVENT);
         prefix.extend_from_slice(id.as_bytes());
         let tree = self.tree.clone();
-        let iter = self
+        // A short session's seqs are inline in its summary value; seqs at or below the
+        // base were pruned (pruning leaves inline lists as they are).
+        let pruned_through = self.base()?.map_or(0, |b| b.seq);
+        let inline: Vec<Result<u64>> = match self.tree.get(session_key(&id))? {
+            Some(v) => {
+                let entry = SessionEntry::decode(&id, &v)?;
+                entry
+                    .inline
+                    .chunks_exact(8)
+                    .filter_map(|c| split_u64(c).map(|(s, _)| s))
+                    .filter(|s| *s > pruned_through)
+                    .map(Ok)
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let indexed = self
             .tree
             .scan_prefix(prefix)
             .flat_map(|item| -> Vec<Result<u64>> {
@@ -412,14 +511,14 @@ impl EventStore for SledStore {
                 v.chunks_exact(8)
                     .filter_map(|c| split_u64(c).map(|(s, _)| Ok(s)))
                     .collect()
-            })
-            .map(move |seq| {
-                let seq = seq?;
-                Self::record_at(&tree, seq)?.ok_or_else(|| RecordingError::Corrupt {
-                    seq: Some(seq),
-                    reason: "session index names a missing record".into(),
-                })
             });
+        let iter = inline.into_iter().chain(indexed).map(move |seq| {
+            let seq = seq?;
+            Self::record_at(&tree, seq)?.ok_or_else(|| RecordingError::Corrupt {
+                seq: Some(seq),
+                reason: "session index names a missing record".into(),
+            })
+        });
         Ok(Box::new(iter))
     }
 

@@ -57,6 +57,9 @@ fn reopened_store_continues_the_chain() {
     let records = assert_chain(&store);
     assert_eq!(records[2].prev_hash, head.hash);
     assert_eq!(records[2].session_seq, 3);
+    // The session's index (inline in its summary) survived the reopen and grew.
+    let seqs: Vec<u64> = session_records(&store, s).iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
     let summary = store.session(s).unwrap().unwrap();
     assert_eq!((summary.events, summary.commands), (3, 1));
     assert!(summary.closed_at.is_some());

@@ -496,6 +496,51 @@ pub fn check_large_interleaved_appends(store: &dyn EventStore) {
     assert!(verify_chain(store).unwrap().is_intact());
 }
 
+/// Sessions that grow over many small appends (a short session's index lives in its
+/// summary; a long one's moves to index entries part way through) read back complete
+/// and in order, interleaved with sessions that open and close in between.
+pub fn check_sessions_growing_across_appends(store: &dyn EventStore) {
+    let (long, other) = (SessionId::new(), SessionId::new());
+    let mut n = 0i64;
+    let mut short = Vec::new();
+    store.append(&[opened(long, 0, "alice", "orders")]).unwrap();
+    for round in 0..20u64 {
+        let mut events = Vec::new();
+        for i in 0..7u64 {
+            n += 1;
+            events.push(command(long, n, round * 7 + i + 1, "SELECT 1", true));
+            if i % 2 == 0 {
+                events.push(command(other, n, round * 4 + i / 2 + 1, "SELECT 2", true));
+            }
+        }
+        let s = SessionId::new();
+        events.push(opened(s, n, "bob", "orders"));
+        events.push(closed(s, n, 0));
+        short.push(s);
+        store.append(&events).unwrap();
+    }
+    let read = |id: SessionId| -> Vec<u64> {
+        store
+            .session_events(id)
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                assert_eq!(r.event.session, id);
+                r.session_seq
+            })
+            .collect()
+    };
+    assert_eq!(read(long), (1..=141).collect::<Vec<_>>());
+    assert_eq!(read(other), (1..=80).collect::<Vec<_>>());
+    for s in short {
+        assert_eq!(read(s), vec![1, 2]);
+    }
+    let summary = store.session(long).unwrap().unwrap();
+    assert_eq!(summary.events, 141);
+    assert_eq!(summary.commands, 140);
+    assert!(verify_chain(store).unwrap().is_intact());
+}
+
 pub fn check_checkpoints_and_public_keys(store: &dyn EventStore) {
     let chain = store.chain_id().unwrap();
     assert!(!chain.is_empty());
@@ -667,6 +712,7 @@ macro_rules! store_suite {
             check_negative_and_extreme_times,
             check_long_chain_verifies_in_pages,
             check_large_interleaved_appends,
+            check_sessions_growing_across_appends,
             check_checkpoints_and_public_keys,
             check_prune_behind_a_signed_tombstone,
         );
