@@ -238,6 +238,34 @@ pub async fn show(
                         write_row(out, seq, &p, &format!("{duration_us}µs"), &rows, &note)?;
                     }
                 }
+                EventKind::FileOperation {
+                    seq,
+                    protocol,
+                    op,
+                    path,
+                    to,
+                    direction,
+                    bytes,
+                    size,
+                    error,
+                } => {
+                    let mut line = format!("{:>7}{at}  {protocol} {op} {path}", format!("#{seq} "));
+                    if let Some(to) = to {
+                        line.push_str(&format!(" -> {to}"));
+                    }
+                    line.push_str(&format!(" ({bytes} bytes"));
+                    if let Some(d) = direction {
+                        line.push_str(&format!(", {d}"));
+                    }
+                    if let Some(n) = size {
+                        line.push_str(&format!(", announced {n}"));
+                    }
+                    line.push(')');
+                    if let Some(e) = error {
+                        line.push_str(&format!(" error: {e}"));
+                    }
+                    writeln!(out, "{line}")?;
+                }
                 EventKind::SessionClosed { reason, commands } => {
                     let mut left: Vec<_> = pending.drain().collect();
                     left.sort_by_key(|(seq, _)| *seq);

@@ -482,3 +482,59 @@ fn search_replay_report_and_ocsf_export() {
     let o = audit(&["verify"]);
     assert_eq!(o.code, 2);
 }
+
+#[test]
+fn show_renders_file_operations_of_a_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store");
+    let s = SessionId::new();
+    let t = 1_767_225_600_000_000i64;
+    {
+        let store = SledStore::open(&store_path).unwrap();
+        store
+            .append(&[
+                opened(s, t, "alice"),
+                ev(
+                    s,
+                    t + 1,
+                    EventKind::Command {
+                        seq: 1,
+                        command: Command::FileTransfer {
+                            protocol: "sftp".into(),
+                            direction: None,
+                            command: "subsystem sftp".into(),
+                        },
+                        decision: Decision::allow("transfers", "allowed"),
+                    },
+                ),
+                ev(
+                    s,
+                    t + 2,
+                    EventKind::FileOperation {
+                        seq: 1,
+                        protocol: "sftp".into(),
+                        op: "write".into(),
+                        path: "/srv/upload/report.csv".into(),
+                        to: None,
+                        direction: Some("upload".into()),
+                        bytes: 4096,
+                        size: None,
+                        error: Some("transfer cut off".into()),
+                    },
+                ),
+                closed(s, t + 3, 1),
+            ])
+            .unwrap();
+        store.sync().unwrap();
+    }
+    let o = audit(&["show", "--store", p(&store_path), &s.to_string()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("#1 ")
+            && o.stdout.contains(
+                "sftp write /srv/upload/report.csv (4096 bytes, upload) error: transfer cut off"
+            ),
+        "{}",
+        o.stdout
+    );
+}

@@ -629,8 +629,10 @@ impl Writer {
             Err(m.clone())
         } else {
             let n = events.len();
+            // A checkpoint is made durable with the records it signs: at once in strict
+            // mode, with the next sync in batched mode (a crash before it loses both, and
+            // the restarted recorder verifies and signs the surviving tail).
             let sync = force_sync
-                || checkpoint.is_some()
                 || self.options.durability == Durability::Strict
                 || self.unsynced.saturating_add(n) >= self.options.flush_events;
             if n == 0 && !sync {
