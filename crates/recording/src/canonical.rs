@@ -8,31 +8,9 @@
 
 use serde::ser::{self, Serialize};
 
-/// Why an event could not be encoded.
-#[derive(Debug)]
-pub(crate) struct CanonicalError(String);
-
-impl std::fmt::Display for CanonicalError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CanonicalError {}
-
-impl ser::Error for CanonicalError {
-    fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
-    }
-}
-
-impl From<serde_json::Error> for CanonicalError {
-    fn from(e: serde_json::Error) -> Self {
-        Self(e.to_string())
-    }
-}
-
-type R<T = ()> = Result<T, CanonicalError>;
+/// serde_json's error serves: it is what the scalars are written with, and it is a
+/// `serde::ser::Error`.
+type R<T = ()> = Result<T, serde_json::Error>;
 
 /// Appends the canonical JSON of `value` to `out`.
 pub(crate) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> R {
@@ -41,7 +19,7 @@ pub(crate) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> R {
 
 /// Writes one JSON scalar the way serde_json does.
 fn scalar<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> R {
-    serde_json::to_writer(out, v).map_err(Into::into)
+    serde_json::to_writer(out, v)
 }
 
 struct Canonical<'a> {
@@ -130,14 +108,14 @@ macro_rules! key_number {
 
 impl ser::Serializer for KeySer {
     type Ok = String;
-    type Error = CanonicalError;
-    type SerializeSeq = ser::Impossible<String, CanonicalError>;
-    type SerializeTuple = ser::Impossible<String, CanonicalError>;
-    type SerializeTupleStruct = ser::Impossible<String, CanonicalError>;
-    type SerializeTupleVariant = ser::Impossible<String, CanonicalError>;
-    type SerializeMap = ser::Impossible<String, CanonicalError>;
-    type SerializeStruct = ser::Impossible<String, CanonicalError>;
-    type SerializeStructVariant = ser::Impossible<String, CanonicalError>;
+    type Error = serde_json::Error;
+    type SerializeSeq = ser::Impossible<String, serde_json::Error>;
+    type SerializeTuple = ser::Impossible<String, serde_json::Error>;
+    type SerializeTupleStruct = ser::Impossible<String, serde_json::Error>;
+    type SerializeTupleVariant = ser::Impossible<String, serde_json::Error>;
+    type SerializeMap = ser::Impossible<String, serde_json::Error>;
+    type SerializeStruct = ser::Impossible<String, serde_json::Error>;
+    type SerializeStructVariant = ser::Impossible<String, serde_json::Error>;
 
     fn serialize_str(self, v: &str) -> R<String> {
         Ok(v.to_owned())
@@ -236,7 +214,7 @@ macro_rules! plain_scalar {
 
 impl<'a> ser::Serializer for Canonical<'a> {
     type Ok = ();
-    type Error = CanonicalError;
+    type Error = serde_json::Error;
     type SerializeSeq = Array<'a>;
     type SerializeTuple = Array<'a>;
     type SerializeTupleStruct = Array<'a>;
@@ -342,49 +320,28 @@ impl<'a> ser::Serializer for Canonical<'a> {
     }
 }
 
-impl ser::SerializeSeq for Array<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
-        self.element(v)
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
+/// The four sequence-like serde traits, all writing elements of an [`Array`].
+macro_rules! array_impl {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Array<'_> {
+            type Ok = ();
+            type Error = serde_json::Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
+                self.element(v)
+            }
+            fn end(self) -> R {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Array<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
-        self.element(v)
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for Array<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
-        self.element(v)
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Array<'_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
-        self.element(v)
-    }
-    fn end(self) -> R {
-        self.finish()
-    }
-}
+array_impl!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 /// A map: keys arrive before their values.
 pub(crate) struct MapState<'a> {
@@ -394,7 +351,7 @@ pub(crate) struct MapState<'a> {
 
 impl ser::SerializeMap for MapState<'_> {
     type Ok = ();
-    type Error = CanonicalError;
+    type Error = serde_json::Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> R {
         self.key = Some(key.serialize(KeySer)?);
         Ok(())
@@ -403,7 +360,7 @@ impl ser::SerializeMap for MapState<'_> {
         let key = self
             .key
             .take()
-            .ok_or_else(|| <CanonicalError as ser::Error>::custom("map value without a key"))?;
+            .ok_or_else(|| <serde_json::Error as ser::Error>::custom("map value without a key"))?;
         self.object.entry(key, v)
     }
     fn end(self) -> R {
@@ -413,7 +370,7 @@ impl ser::SerializeMap for MapState<'_> {
 
 impl ser::SerializeStruct for Object<'_> {
     type Ok = ();
-    type Error = CanonicalError;
+    type Error = serde_json::Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> R {
         self.entry(key.to_owned(), v)
     }
@@ -424,7 +381,7 @@ impl ser::SerializeStruct for Object<'_> {
 
 impl ser::SerializeStructVariant for VariantObject<'_> {
     type Ok = ();
-    type Error = CanonicalError;
+    type Error = serde_json::Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> R {
         self.inner.entry(key.to_owned(), v)
     }

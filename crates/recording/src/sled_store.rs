@@ -122,7 +122,7 @@ pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
     /// The chain head and the summaries of open sessions; the lock serializes appends.
-    head: Mutex<WriteState>,
+    state: Mutex<WriteState>,
     chain: String,
     /// sled's log file, synced with `fdatasync` after sled's own flush (on Linux sled
     /// flushes with `sync_file_range`, which does not reach stable storage by itself).
@@ -221,7 +221,7 @@ impl SledStore {
         Ok(Self {
             db,
             tree,
-            head: Mutex::new(WriteState {
+            state: Mutex::new(WriteState {
                 head,
                 open: HashMap::new(),
             }),
@@ -237,15 +237,7 @@ impl SledStore {
     }
 
     fn load_summary(&self, id: &SessionId) -> Result<Option<SessionSummary>> {
-        match self.tree.get(session_key(id))? {
-            Some(v) => serde_json::from_slice(split_session_value(&v).0)
-                .map(Some)
-                .map_err(|e| RecordingError::Corrupt {
-                    seq: None,
-                    reason: format!("session {id} summary: {e}"),
-                }),
-            None => Ok(None),
-        }
+        Ok(self.load_entry(id)?.map(|e| e.summary))
     }
 
     fn load_entry(&self, id: &SessionId) -> Result<Option<SessionEntry>> {
@@ -276,7 +268,7 @@ impl SledStore {
 impl EventStore for SledStore {
     fn append(&self, events: &[Event]) -> Result<Appended> {
         let mut state = self
-            .head
+            .state
             .lock()
             .map_err(|_| RecordingError::Storage("store lock poisoned".into()))?;
         let start = state.head;
@@ -400,9 +392,9 @@ impl EventStore for SledStore {
     }
 
     fn head(&self) -> Result<Head> {
-        self.head
+        self.state
             .lock()
-            .map(|h| h.head)
+            .map(|s| s.head)
             .map_err(|_| RecordingError::Storage("store lock poisoned".into()))
     }
 
@@ -481,19 +473,23 @@ impl EventStore for SledStore {
         // A short session's seqs are inline in its summary value; seqs at or below the
         // base were pruned (pruning leaves inline lists as they are).
         let pruned_through = self.base()?.map_or(0, |b| b.seq);
-        let inline: Vec<Result<u64>> = match self.tree.get(session_key(&id))? {
-            Some(v) => {
-                let entry = SessionEntry::decode(&id, &v)?;
-                entry
-                    .inline
-                    .chunks_exact(8)
-                    .filter_map(|c| split_u64(c).map(|(s, _)| s))
-                    .filter(|s| *s > pruned_through)
-                    .map(Ok)
-                    .collect()
-            }
-            None => Vec::new(),
-        };
+        let value = self.tree.get(session_key(&id))?;
+        let inline = value
+            .as_deref()
+            .and_then(|v| split_session_value(v).1)
+            .unwrap_or_default();
+        if inline.len() % 8 != 0 {
+            return Err(RecordingError::Corrupt {
+                seq: None,
+                reason: format!("session {id}: malformed inline index"),
+            });
+        }
+        let inline: Vec<Result<u64>> = inline
+            .chunks_exact(8)
+            .filter_map(|c| split_u64(c).map(|(s, _)| s))
+            .filter(|s| *s > pruned_through)
+            .map(Ok)
+            .collect();
         let indexed = self
             .tree
             .scan_prefix(prefix)
