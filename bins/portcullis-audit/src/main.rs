@@ -95,7 +95,7 @@ enum Cmd {
         /// JSON lines output (one record per line, as stored).
         #[arg(long)]
         json: bool,
-        /// Do not shorten statement text.
+        /// Do not shorten statement text; print HTTP request and response details.
         #[arg(long)]
         full: bool,
     },

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use portcullis_core::{Command, Decision, EventKind, Verdict};
+use portcullis_core::{Command, Decision, EventKind, Protocol, Verdict};
 use portcullis_recording::{SessionOutcome, SessionSummary};
 use serde::Serialize;
 
@@ -124,6 +124,16 @@ struct Pending {
     at: String,
     decision: String,
     text: String,
+    /// HTTP: the request's recorded details, printed under the row with `--full`.
+    details: String,
+}
+
+/// `key: value` lines under a row, for recorded request and response details.
+fn detail_lines(details: &std::collections::BTreeMap<String, String>) -> String {
+    details
+        .iter()
+        .map(|(k, v)| format!("\n{:>7}{k}: {v}", ""))
+        .collect()
 }
 
 fn write_row(
@@ -209,15 +219,20 @@ pub async fn show(
                         Command::Sql { text, .. } => shorten(text, full),
                         other => shorten(&other.summary(), full),
                     };
+                    let details = match &command {
+                        Command::Http { details, .. } if full => detail_lines(details),
+                        _ => String::new(),
+                    };
                     let p = Pending {
                         at,
                         decision: decision_text(&decision),
                         text,
+                        details,
                     };
                     if decision.allows() {
                         pending.insert(seq, p);
                     } else {
-                        let note = format!("\n{:>7}refused: {}", "", decision.reason);
+                        let note = format!("{}\n{:>7}refused: {}", p.details, "", decision.reason);
                         write_row(out, seq, &p, "-", "-", &note)?;
                     }
                 }
@@ -227,14 +242,21 @@ pub async fn show(
                     completion,
                 } => {
                     if let Some(p) = pending.remove(&seq) {
-                        let rows = completion
-                            .rows_affected
-                            .unwrap_or(completion.rows_returned)
-                            .to_string();
-                        let note = match &completion.error {
-                            Some(e) => format!("\n{:>7}error: {e}", ""),
-                            None => String::new(),
+                        // HTTP results carry their status as the tag and no rows.
+                        let rows = match &completion.tag {
+                            Some(tag) if summary.protocol == Some(Protocol::Http) => tag.clone(),
+                            _ => completion
+                                .rows_affected
+                                .unwrap_or(completion.rows_returned)
+                                .to_string(),
                         };
+                        let mut note = p.details.clone();
+                        if full {
+                            note.push_str(&detail_lines(&completion.details));
+                        }
+                        if let Some(e) = &completion.error {
+                            note.push_str(&format!("\n{:>7}error: {e}", ""));
+                        }
                         write_row(out, seq, &p, &format!("{duration_us}µs"), &rows, &note)?;
                     }
                 }

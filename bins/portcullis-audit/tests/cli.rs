@@ -538,3 +538,72 @@ fn show_renders_file_operations_of_a_transfer() {
         o.stdout
     );
 }
+
+#[test]
+fn show_renders_http_requests_with_status_and_details() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store");
+    let s = SessionId::new();
+    let t = 1_767_225_600_000_000i64;
+    let mut open = opened(s, t, "agent");
+    if let EventKind::SessionOpened { protocol, .. } = &mut open.kind {
+        *protocol = Protocol::Http;
+    }
+    {
+        let store = SledStore::open(&store_path).unwrap();
+        store
+            .append(&[
+                open,
+                ev(
+                    s,
+                    t + 1,
+                    EventKind::Command {
+                        seq: 1,
+                        command: Command::Http {
+                            method: "POST".into(),
+                            path: "/v1/orders".into(),
+                            query: None,
+                            details: [("request_body".to_owned(), r#"{"qty":2}"#.to_owned())]
+                                .into(),
+                        },
+                        decision: Decision::allow("writes", "allowed"),
+                    },
+                ),
+                ev(
+                    s,
+                    t + 2,
+                    EventKind::CommandResult {
+                        seq: 1,
+                        duration_us: 900,
+                        completion: Completion {
+                            tag: Some("201".into()),
+                            bytes: 12,
+                            details: [("response_body".to_owned(), r#"{"id":7}"#.to_owned())]
+                                .into(),
+                            ..Default::default()
+                        },
+                    },
+                ),
+                closed(s, t + 3, 1),
+            ])
+            .unwrap();
+        store.sync().unwrap();
+    }
+    let o = audit(&["show", "--store", p(&store_path), &s.to_string()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let row = o
+        .stdout
+        .lines()
+        .find(|l| l.contains("POST /v1/orders"))
+        .unwrap_or_else(|| panic!("{}", o.stdout));
+    assert!(row.contains("900µs") && row.contains(" 201 "), "{row}");
+    assert!(!o.stdout.contains("request_body"), "{}", o.stdout);
+    let o = audit(&["show", "--full", "--store", p(&store_path), &s.to_string()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains(r#"request_body: {"qty":2}"#)
+            && o.stdout.contains(r#"response_body: {"id":7}"#),
+        "{}",
+        o.stdout
+    );
+}

@@ -1,5 +1,7 @@
 //! Commands: the unit that is classified, decided, masked and recorded.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// How a SQL statement reached the gateway.
@@ -69,6 +71,11 @@ pub enum Command {
         path: String,
         /// Raw query string, if any.
         query: Option<String>,
+        /// What else is recorded about the request: selected headers (`header.NAME`), the
+        /// path as the client sent it when routing rewrote it (`client_path`), and an
+        /// excerpt of the body (`request_body`, masked; `request_body_truncated`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        details: BTreeMap<String, String>,
     },
 }
 
@@ -99,6 +106,7 @@ impl Command {
                 method,
                 path,
                 query,
+                ..
             } => match query {
                 Some(q) => format!("{method} {path}?{q}"),
                 None => format!("{method} {path}"),

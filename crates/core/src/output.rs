@@ -63,6 +63,10 @@ pub struct Completion {
     /// Masking counts by detector or column rule; never values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub masked: BTreeMap<String, u64>,
+    /// Protocol-specific details of the outcome, already masked (HTTP: an excerpt of the
+    /// response body; an upgraded stream's byte counts per direction).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
 }
 
 /// Watches or rewrites one command's output. Every method has a no-op default.
@@ -87,6 +91,12 @@ pub trait OutputHook: Send {
         Ok(())
     }
 
+    /// Whether [`OutputHook::chunk`] may change bytes. Adapters that can pass a byte stream
+    /// through untouched (keeping its length) do so when no hook rewrites chunks.
+    fn rewrites_chunks(&self) -> bool {
+        false
+    }
+
     /// A chunk of a byte stream (terminal output, a body); may be rewritten in place.
     fn chunk(&mut self, _bytes: &mut Vec<u8>) -> Result<()> {
         Ok(())
@@ -107,6 +117,7 @@ pub trait OutputHook: Send {
 pub struct OutputHooks {
     hooks: Vec<Box<dyn OutputHook>>,
     inspects_rows: bool,
+    rewrites_chunks: bool,
 }
 
 impl std::fmt::Debug for OutputHooks {
@@ -114,6 +125,7 @@ impl std::fmt::Debug for OutputHooks {
         f.debug_struct("OutputHooks")
             .field("hooks", &self.hooks.len())
             .field("inspects_rows", &self.inspects_rows)
+            .field("rewrites_chunks", &self.rewrites_chunks)
             .finish()
     }
 }
@@ -122,12 +134,18 @@ impl OutputHooks {
     /// Adds an outer hook: it sees what the hooks added before it produced.
     pub fn push(&mut self, hook: Box<dyn OutputHook>) {
         self.inspects_rows |= hook.inspects_rows();
+        self.rewrites_chunks |= hook.rewrites_chunks();
         self.hooks.push(hook);
     }
 
     /// Whether any hook needs rows split into fields.
     pub fn inspects_rows(&self) -> bool {
         self.inspects_rows
+    }
+
+    /// Whether any hook may rewrite byte chunks.
+    pub fn rewrites_chunks(&self) -> bool {
+        self.rewrites_chunks
     }
 
     /// Whether there are no hooks at all.

@@ -157,6 +157,10 @@ impl OutputHook for MaskHook {
         true
     }
 
+    fn rewrites_chunks(&self) -> bool {
+        true
+    }
+
     fn columns(&mut self, columns: &[Column]) -> Result<()> {
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         self.plan = Some(self.masker.plan_columns(&names));
@@ -292,10 +296,12 @@ impl MaskingEngine {
                 method,
                 path,
                 query,
+                details,
             } => Command::Http {
                 method: method.clone(),
                 path: mask(path),
                 query: query.as_deref().map(&mut mask),
+                details: details.iter().map(|(k, v)| (k.clone(), mask(v))).collect(),
             },
             other => other.clone(),
         }

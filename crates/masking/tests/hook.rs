@@ -260,6 +260,11 @@ fn engine_hooks_per_target_and_redacts_commands() {
         method: "GET".into(),
         path: "/users/bob@example.com".into(),
         query: Some("ssn=123-45-6789".into()),
+        details: [(
+            "request_body".to_owned(),
+            r#"{"to":"ann@example.com"}"#.to_owned(),
+        )]
+        .into(),
     };
     assert_eq!(
         engine.redact_command(&http),
@@ -267,6 +272,7 @@ fn engine_hooks_per_target_and_redacts_commands() {
             method: "GET".into(),
             path: "/users/[EMAIL]".into(),
             query: Some("ssn=[SSN]".into()),
+            details: [("request_body".to_owned(), r#"{"to":"[EMAIL]"}"#.to_owned())].into(),
         }
     );
 }

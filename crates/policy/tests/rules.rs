@@ -646,6 +646,7 @@ fn policy_set_implements_command_policy() {
         method: "GET".into(),
         path: "/".into(),
         query: None,
+        details: Default::default(),
     };
     let d = set.decide(&session("sandbox", &["staff"]), &http).unwrap();
     assert_eq!(

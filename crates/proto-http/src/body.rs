@@ -7,9 +7,10 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use portcullis_core::{Completion, Event, EventKind, EventSink, OutputHooks, SessionId};
+use portcullis_core::{Completion, OutputHooks};
 
 use crate::jsonmask::JsonMasker;
+use crate::session::HttpSession;
 
 /// Error type of streamed bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -24,13 +25,15 @@ pub(crate) struct BodyPlan {
     pub capture: usize,
 }
 
-/// What is needed to close the request's record when the body ends.
-pub(crate) struct Closer {
-    pub sink: Arc<dyn EventSink>,
-    pub session: SessionId,
+/// What finishes a forwarded request's record: the pipeline's hooks (they record the
+/// `command_result`), the response status, and the session, held until the result is in.
+pub(crate) struct Finisher {
+    pub hooks: OutputHooks,
     pub status: u16,
     /// Credential values that must never reach the recording, even if an upstream echoes them.
     pub scrub: Scrub,
+    /// Held, never read: the session stays open until the result is recorded.
+    pub _session: Arc<HttpSession>,
 }
 
 /// Credential values replaced by `[credential]` in recorded bodies.
@@ -51,58 +54,29 @@ impl Scrub {
     }
 }
 
-impl Closer {
-    /// Submits the `session_closed` event; `reason` is a JSON object.
-    pub fn close(&self, reason: serde_json::Value) {
-        let event = Event::now(
-            self.session,
-            EventKind::SessionClosed {
-                reason: reason.to_string(),
-                commands: 1,
-            },
-        );
-        if let Err(e) = self.sink.submit(event) {
-            tracing::error!(session = %self.session, error = %e, "session close not recorded");
+impl Finisher {
+    /// Records the request's result: status, `completion`, and the recorded excerpt of the
+    /// response body (`captured`: bytes and whether they were cut short).
+    pub fn finish(&mut self, mut completion: Completion, captured: Option<(&[u8], bool)>) {
+        completion.tag = Some(self.status.to_string());
+        if let Some((body, truncated)) = captured {
+            completion.details.insert(
+                "response_body".into(),
+                self.scrub.apply(String::from_utf8_lossy(body).into_owned()),
+            );
+            completion
+                .details
+                .insert("response_body_truncated".into(), truncated.to_string());
         }
+        self.hooks.finish(&mut completion);
     }
-}
-
-/// Finishes the hooks (recording the command's completion) and closes the session.
-pub(crate) fn finish(
-    hooks: &mut OutputHooks,
-    closer: &Closer,
-    mut completion: Completion,
-    captured: Option<(&[u8], bool)>,
-) {
-    completion.tag = Some(closer.status.to_string());
-    hooks.finish(&mut completion);
-    let mut reason = serde_json::json!({
-        "status": closer.status,
-        "bytes": completion.bytes,
-        "end": match &completion.error {
-            Some(e) => format!("error: {e}"),
-            None => "complete".to_owned(),
-        },
-    });
-    if let (Some((body, truncated)), Some(map)) = (captured, reason.as_object_mut()) {
-        map.insert(
-            "response_body".into(),
-            closer
-                .scrub
-                .apply(String::from_utf8_lossy(body).into_owned())
-                .into(),
-        );
-        map.insert("response_body_truncated".into(), truncated.into());
-    }
-    closer.close(reason);
 }
 
 /// A response body that masks and observes each chunk.
 pub(crate) struct Observed {
     inner: Body,
-    hooks: OutputHooks,
     plan: BodyPlan,
-    closer: Closer,
+    finisher: Finisher,
     bytes: u64,
     captured: Vec<u8>,
     truncated: bool,
@@ -110,12 +84,11 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
-    pub fn new(inner: Body, hooks: OutputHooks, plan: BodyPlan, closer: Closer) -> Self {
+    pub fn new(inner: Body, plan: BodyPlan, finisher: Finisher) -> Self {
         Self {
             inner,
-            hooks,
             plan,
-            closer,
+            finisher,
             bytes: 0,
             captured: Vec::new(),
             truncated: false,
@@ -146,7 +119,7 @@ impl Observed {
             ..Completion::default()
         };
         let captured = (self.plan.capture > 0).then_some((&self.captured[..], self.truncated));
-        finish(&mut self.hooks, &self.closer, completion, captured);
+        self.finisher.finish(completion, captured);
     }
 
     fn process(&mut self, data: Bytes) -> Result<Bytes, String> {
@@ -160,7 +133,10 @@ impl Observed {
                 None => data.to_vec(),
             };
             if self.plan.chunk_hooks {
-                self.hooks.chunk(&mut buf).map_err(|e| e.to_string())?;
+                self.finisher
+                    .hooks
+                    .chunk(&mut buf)
+                    .map_err(|e| e.to_string())?;
             }
             Bytes::from(buf)
         } else {

@@ -14,17 +14,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use portcullis_core::{
-    Completion, Event, EventKind, Identity, OutputHooks, Pipeline, Protocol, SessionContext,
-    SessionId, Target,
+    Completion, Event, EventKind, Identity, OutputHooks, Pipeline, Protocol, SessionId, Target,
 };
 use portcullis_identity::{AuthLayer, Authenticator, IdentityError};
 use tokio::net::TcpListener;
 
 use crate::HttpError;
-use crate::body::{Closer, Scrub};
+use crate::body::{Finisher, Scrub};
 use crate::config::HttpGatewayConfig;
 use crate::guard::{Shared, TargetRules, admit, error_response, fail, refuse, respond};
 use crate::policy::HttpPolicy;
+use crate::session::{ConnectionSessions, HttpSession};
 use crate::upstream::{Upstream, provider};
 
 /// Headers that belong to one connection and are never forwarded.
@@ -232,9 +232,13 @@ impl HttpGateway {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            // The connection's recorded sessions close when the connection (and with it
+            // this service) and their last request in flight are gone.
+            let sessions = ConnectionSessions::default();
             let svc = tower::ServiceBuilder::new()
                 .map_request(move |mut r: Request<hyper::body::Incoming>| {
                     r.extensions_mut().insert(ConnectInfo(peer));
+                    r.extensions_mut().insert(sessions.clone());
                     r
                 })
                 .service(router.clone());
@@ -440,7 +444,7 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
 
     let uri = match target.upstream.uri(&forward_path, parts.uri.query()) {
         Ok(u) => u,
-        Err(e) => return fail(&gw.shared, &admitted.session, admitted.hooks, &e),
+        Err(e) => return fail(admitted.session, admitted.hooks, &e),
     };
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers, upgrade);
@@ -483,8 +487,8 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
     {
         Ok(r) => r,
         Err(e) => {
-            tracing::info!(session = %admitted.session.id, error = %e, "upstream request failed");
-            return fail(&gw.shared, &admitted.session, admitted.hooks, &e);
+            tracing::info!(session = %admitted.session.ctx.id, error = %e, "upstream request failed");
+            return fail(admitted.session, admitted.hooks, &e);
         }
     };
 
@@ -492,7 +496,7 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
         && let Some(client_upgrade) = client_upgrade
     {
         return switch(
-            &gw,
+            &gw.config,
             admitted.session,
             admitted.hooks,
             client_upgrade,
@@ -505,7 +509,7 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
     respond(
         &gw.shared,
         &target.rules,
-        &admitted.session,
+        admitted.session,
         admitted.hooks,
         response,
     )
@@ -514,70 +518,50 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
 /// Completes an upgrade: answers 101 to the client and copies both directions with bounded
 /// buffers until either side closes; the byte counts go into the recording.
 fn switch(
-    gw: &Inner,
-    session: Arc<SessionContext>,
-    mut hooks: OutputHooks,
+    config: &HttpGatewayConfig,
+    session: Arc<HttpSession>,
+    hooks: OutputHooks,
     client_upgrade: hyper::upgrade::OnUpgrade,
     mut upstream: Response<hyper::body::Incoming>,
 ) -> Response<Body> {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
-    let closer = Closer {
-        sink: gw.shared.sink.clone(),
-        session: session.id,
+    let mut finisher = Finisher {
+        hooks,
         status: 101,
         scrub: Scrub::default(),
+        _session: session,
     };
-    let buffer = gw.config.upgrade_buffer_bytes;
+    let buffer = config.upgrade_buffer_bytes;
     tokio::spawn(async move {
-        let (completion, detail) = match futures::future::try_join(client_upgrade, upstream_upgrade)
-            .await
-        {
+        let mut completion = Completion::default();
+        match futures::future::try_join(client_upgrade, upstream_upgrade).await {
             Ok((client, upstream)) => {
                 let mut client = TokioIo::new(client);
                 let mut upstream = TokioIo::new(upstream);
-                let result = tokio::io::copy_bidirectional_with_sizes(
+                match tokio::io::copy_bidirectional_with_sizes(
                     &mut client,
                     &mut upstream,
                     buffer,
                     buffer,
                 )
-                .await;
-                match result {
-                    Ok((up, down)) => (
-                        Completion {
-                            bytes: up + down,
-                            ..Completion::default()
-                        },
-                        serde_json::json!({"client_to_upstream": up, "upstream_to_client": down}),
-                    ),
-                    Err(e) => (
-                        Completion {
-                            error: Some(format!("upgraded stream failed: {e}")),
-                            ..Completion::default()
-                        },
-                        serde_json::json!({}),
-                    ),
+                .await
+                {
+                    Ok((up, down)) => {
+                        completion.bytes = up.saturating_add(down);
+                        completion
+                            .details
+                            .insert("client_to_upstream".into(), up.to_string());
+                        completion
+                            .details
+                            .insert("upstream_to_client".into(), down.to_string());
+                    }
+                    Err(e) => completion.error = Some(format!("upgraded stream failed: {e}")),
                 }
             }
-            Err(e) => (
-                Completion {
-                    error: Some(format!("upgrade failed: {e}")),
-                    ..Completion::default()
-                },
-                serde_json::json!({}),
-            ),
-        };
-        let mut completion = completion;
-        completion.tag = Some("101".into());
-        let error = completion.error.clone();
-        hooks.finish(&mut completion);
-        closer.close(serde_json::json!({
-            "status": 101,
-            "upgraded": true,
-            "bytes": completion.bytes,
-            "streams": detail,
-            "end": error.map_or_else(|| "complete".to_owned(), |e| format!("error: {e}")),
-        }));
+            Err(e) => completion.error = Some(format!("upgrade failed: {e}")),
+        }
+        completion.details.insert("upgraded".into(), "true".into());
+        finisher.finish(completion, None);
     });
     let (parts, _) = upstream.into_parts();
     let mut response = Response::new(Body::empty());

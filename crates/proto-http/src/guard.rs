@@ -16,15 +16,16 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use portcullis_core::{
     BoxPipeline, Command, CommandRequest, Event, EventKind, EventSink, Identity, OutputHooks,
-    Pipeline, Protocol, SessionContext, SessionId, Target, Timestamp, Verdict,
+    Pipeline, SessionId, Target, Verdict,
 };
 use tower::{Layer, Service, ServiceExt};
 
 use crate::HttpError;
-use crate::body::{BodyPlan, Closer, Observed, Scrub, finish};
+use crate::body::{BodyPlan, Finisher, Observed, Scrub};
 use crate::config::{MaskConfig, NEVER_RECORDED};
 use crate::jsonmask::{JsonMasker, JsonPaths};
 use crate::policy::{HttpPolicy, HttpPolicyConfig, path_segments, with_request_headers};
+use crate::session::{ConnectionSessions, HttpSession};
 
 /// Request bodies up to this size are kept whole so that an idempotent request can be retried.
 pub(crate) const REPLAY_BYTES: usize = 16 * 1024;
@@ -98,7 +99,7 @@ impl TargetRules {
 
 /// A request the pipeline allowed, ready to be forwarded.
 pub(crate) struct Admitted {
-    pub session: Arc<SessionContext>,
+    pub session: Arc<HttpSession>,
     pub hooks: OutputHooks,
     /// The request body, with the part read for recording put back in front.
     pub body: Body,
@@ -261,15 +262,9 @@ pub(crate) async fn admit(
     };
 
     let mut details = BTreeMap::new();
-    details.insert("method".to_owned(), parts.method.to_string());
-    details.insert("path".to_owned(), parts.uri.path().to_owned());
     if path != parts.uri.path() {
-        details.insert("target_path".to_owned(), path.clone());
+        details.insert("client_path".to_owned(), parts.uri.path().to_owned());
     }
-    if let Some(q) = parts.uri.query() {
-        details.insert("query".to_owned(), q.to_owned());
-    }
-    details.insert("version".to_owned(), format!("{:?}", parts.version));
     for name in &rules.record_headers {
         let values: Vec<String> = parts
             .headers
@@ -303,40 +298,37 @@ pub(crate) async fn admit(
         );
     }
 
-    let session = Arc::new(SessionContext {
-        id: SessionId::new(),
-        identity: identity.clone(),
-        target: rules.target.clone(),
-        client_addr,
-        opened_at: Timestamp::now(),
-    });
-    let opened = Event::now(
-        session.id,
-        EventKind::SessionOpened {
-            identity,
-            target: rules.target.name.clone(),
-            protocol: Protocol::Http,
-            client_addr: client_addr.map(|a| a.to_string()),
-            details,
+    let session = match parts.extensions.get::<ConnectionSessions>() {
+        Some(connection) => match connection.session(
+            &shared.sink,
+            &identity,
+            &rules.target,
+            client_addr,
+            parts.version,
+        ) {
+            Ok(s) => s,
+            Err(e) => return Err(error_response(&e)),
         },
-    );
-    if let Err(e) = shared.sink.record(opened).await {
-        // Fail closed: a request that cannot be recorded is not forwarded.
-        return Err(error_response(&HttpError::Audit(e.to_string())));
+        None => HttpSession::for_request(
+            shared.sink.clone(),
+            &identity,
+            &rules.target,
+            client_addr,
+            parts.version,
+        ),
+    };
+    // Fail closed: a request whose session cannot be recorded is not forwarded.
+    if let Err(e) = session.open().await {
+        return Err(error_response(&e));
     }
 
     let command = Command::Http {
         method: parts.method.to_string(),
         path,
         query: parts.uri.query().map(str::to_owned),
+        details,
     };
-    let closer = |status: StatusCode| Closer {
-        sink: shared.sink.clone(),
-        session: session.id,
-        status: status.as_u16(),
-        scrub: rules.scrub.clone(),
-    };
-    let request = CommandRequest::new(session.clone(), 1, command);
+    let request = CommandRequest::new(session.ctx.clone(), session.next_seq(), command);
     let decided = match shared.service() {
         Ok(mut service) => {
             with_request_headers(Arc::new(parts.headers.clone()), async move {
@@ -353,9 +345,6 @@ pub(crate) async fn admit(
                 portcullis_core::Error::Audit(m) => HttpError::Audit(m),
                 other => HttpError::Internal(other.to_string()),
             };
-            closer(err.status()).close(serde_json::json!({
-                "status": err.status().as_u16(), "end": format!("error: {err}"),
-            }));
             return Err(error_response(&err));
         }
     };
@@ -391,10 +380,6 @@ pub(crate) async fn admit(
             reason: decision.reason.clone(),
         }),
     };
-    closer(answer.status()).close(serde_json::json!({
-        "status": answer.status().as_u16(),
-        "end": format!("not forwarded: {:?} by rule {}", decision.verdict, decision.rule),
-    }));
     Err(answer)
 }
 
@@ -403,7 +388,7 @@ pub(crate) async fn admit(
 pub(crate) fn respond(
     shared: &Shared,
     rules: &TargetRules,
-    session: &SessionContext,
+    session: Arc<HttpSession>,
     hooks: OutputHooks,
     mut response: Response<Body>,
 ) -> Response<Body> {
@@ -419,17 +404,17 @@ pub(crate) fn respond(
             (Some(paths), true) => Some(JsonMasker::new(paths.clone())),
             _ => None,
         },
-        chunk_hooks: is_textual(response.headers()),
+        chunk_hooks: is_textual(response.headers()) && hooks.rewrites_chunks(),
         capture: shared.record_body_bytes,
     };
-    let closer = Closer {
-        sink: shared.sink.clone(),
-        session: session.id,
+    let finisher = Finisher {
+        hooks,
         status: response.status().as_u16(),
         scrub: rules.scrub.clone(),
+        _session: session,
     };
     let (mut parts, body) = response.into_parts();
-    let observed = Observed::new(body, hooks, plan, closer);
+    let observed = Observed::new(body, plan, finisher);
     if observed.transforms() {
         parts.headers.remove(CONTENT_LENGTH);
     }
@@ -438,22 +423,21 @@ pub(crate) fn respond(
 
 /// Finishes a request that was admitted but failed before a response came back.
 pub(crate) fn fail(
-    shared: &Shared,
-    session: &SessionContext,
-    mut hooks: OutputHooks,
+    session: Arc<HttpSession>,
+    hooks: OutputHooks,
     err: &HttpError,
 ) -> Response<Body> {
-    let closer = Closer {
-        sink: shared.sink.clone(),
-        session: session.id,
+    let mut finisher = Finisher {
+        hooks,
         status: err.status().as_u16(),
         scrub: Scrub::default(),
+        _session: session,
     };
     let completion = portcullis_core::Completion {
         error: Some(format!("{} side: {err}", err.side())),
         ..Default::default()
     };
-    finish(&mut hooks, &closer, completion, None);
+    finisher.finish(completion, None);
     error_response(err)
 }
 
@@ -596,12 +580,12 @@ where
             let mut request = Request::from_parts(parts, admitted.body);
             request
                 .extensions_mut()
-                .insert(admitted.session.identity.clone());
+                .insert(admitted.session.ctx.identity.clone());
             let response = inner.call(request).await?;
             Ok(respond(
                 &layer.shared,
                 &layer.rules,
-                &admitted.session,
+                admitted.session,
                 admitted.hooks,
                 response,
             ))

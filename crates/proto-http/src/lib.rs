@@ -103,6 +103,7 @@ mod gateway;
 mod guard;
 pub mod jsonmask;
 mod policy;
+mod session;
 mod upstream;
 
 pub use config::{
@@ -117,3 +118,4 @@ pub use policy::{
     CompiledHttpPolicy, HttpAction, HttpPolicy, HttpPolicyConfig, HttpRuleConfig, PathPattern,
     path_segments, with_request_headers,
 };
+pub use session::ConnectionSessions;

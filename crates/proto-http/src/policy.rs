@@ -474,6 +474,7 @@ impl CommandPolicy for HttpPolicy {
                 method,
                 path,
                 query,
+                ..
             },
             Some(policy),
         ) = (command, self.targets.get(&session.target.name))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
-use portcullis_core::{Approver, BoxFuture, CommandRequest, Decision, EventKind, Verdict};
+use portcullis_core::{Approver, BoxFuture, Command, CommandRequest, Decision, EventKind, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn curl(args: &[&str]) -> (String, String) {
@@ -91,8 +91,8 @@ async fn routes_inject_credentials_and_record_without_secrets() {
     assert_eq!(a.status, 404);
     assert_eq!(a.json()["side"], "client");
 
-    // What was recorded for the curl request.
-    let session = h.session_for("/app/echo/a%20b").await;
+    // What was recorded for the curl request: one session for curl's connection.
+    let session = h.closed_session_for("/app/echo/a%20b").await;
     let names: Vec<_> = session.iter().map(|k| k.name()).collect();
     assert_eq!(
         names,
@@ -116,16 +116,8 @@ async fn routes_inject_credentials_and_record_without_secrets() {
         (identity.subject.as_str(), target.as_str()),
         ("alice", "app")
     );
-    assert_eq!(details["method"], "GET");
-    assert_eq!(details["query"], "x=1&y=two");
-    assert_eq!(details["target_path"], "/echo/a%20b");
-    assert_eq!(details["header.user-agent"], "curl-test");
-    assert_eq!(details["header.x-trace"], "t-1");
-    assert!(
-        !details
-            .keys()
-            .any(|k| k.contains("authorization") || k.contains("cookie"))
-    );
+    assert_eq!(details["scope"], "connection");
+    assert_eq!(details["http_version"], "HTTP/1.1");
     let EventKind::Command {
         command, decision, ..
     } = &session[1]
@@ -134,33 +126,42 @@ async fn routes_inject_credentials_and_record_without_secrets() {
     };
     assert_eq!(decision.rule, "app-access");
     assert_eq!(command.summary(), "GET /echo/a%20b?x=1&y=two");
+    let Command::Http { details, .. } = command else {
+        panic!("{command:?}")
+    };
+    assert_eq!(details["client_path"], "/app/echo/a%20b");
+    assert_eq!(details["header.user-agent"], "curl-test");
+    assert_eq!(details["header.x-trace"], "t-1");
+    assert!(
+        !details
+            .keys()
+            .any(|k| k.contains("authorization") || k.contains("cookie"))
+    );
     let EventKind::CommandResult { completion, .. } = &session[2] else {
         panic!()
     };
     assert_eq!(completion.tag.as_deref(), Some("200"));
     assert!(completion.bytes > 0 && completion.error.is_none());
     assert_eq!(completion.masked.get("json:**.password"), Some(&1));
-    let EventKind::SessionClosed { reason, .. } = &session[3] else {
+    assert!(completion.details["response_body"].contains(r#""password":"[masked]""#));
+    let EventKind::SessionClosed { reason, commands } = &session[3] else {
         panic!()
     };
-    let reason: serde_json::Value = serde_json::from_str(reason).unwrap();
-    assert_eq!(reason["status"], 200);
-    assert!(
-        reason["response_body"]
-            .as_str()
-            .unwrap()
-            .contains(r#""password":"[masked]""#)
-    );
+    assert_eq!((reason.as_str(), *commands), ("connection ended", 1));
 
     // The recorded request body of the POST.
     let session = h.session_for("/hdr/echo").await;
-    let EventKind::SessionOpened {
-        details, identity, ..
-    } = &session[0]
-    else {
+    let EventKind::SessionOpened { identity, .. } = &session[0] else {
         panic!()
     };
     assert_eq!(identity.subject, "ci-bot");
+    let EventKind::Command {
+        command: Command::Http { details, .. },
+        ..
+    } = &session[1]
+    else {
+        panic!()
+    };
     assert_eq!(details["request_body"], r#"{"q":1}"#);
 
     // No credential of any side reached the store.
@@ -248,7 +249,7 @@ async fn policy_denies_and_reviews() {
         .collect();
     assert!(decisions.contains(&(Verdict::Deny, "no-admin".into())));
     assert!(decisions.contains(&(Verdict::Deny, "deletes-need-review".into())));
-    // Denied requests have no command_result; their sessions are closed.
+    // Denied requests have a command (with the decision) and no command_result.
     let results = events
         .iter()
         .filter(|e| e.kind.name() == "command_result")
@@ -263,6 +264,92 @@ async fn policy_denies_and_reviews() {
     assert_eq!(
         (v["approval"].as_str(), v["rule"].as_str()),
         (Some("apr-123"), Some("deletes-need-review"))
+    );
+}
+
+/// Sends one request over `conn` (one HTTP/1.1 connection) and returns the status.
+async fn on_connection(
+    conn: &mut hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>,
+    path: &str,
+    credential: &str,
+) -> u16 {
+    let req = http::Request::builder()
+        .uri(path)
+        .header("host", "gw")
+        .header("authorization", format!("Bearer {credential}"))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    conn.ready().await.unwrap();
+    let resp = conn.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_is_one_session_per_identity() {
+    let h = start().await;
+    let stream = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let (mut s, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    assert_eq!(on_connection(&mut s, "/app/echo/1", &h.token).await, 200);
+    assert_eq!(on_connection(&mut s, "/app/admin/x", &h.token).await, 403);
+    assert_eq!(on_connection(&mut s, "/app/echo/2", &h.token).await, 200);
+    // Another identity on the same connection gets a session of its own.
+    assert_eq!(on_connection(&mut s, "/app/echo/3", &h.api_key).await, 200);
+    let alice = h.session_for("/app/echo/2").await;
+    let other = h.session_for("/app/echo/3").await;
+    let (
+        EventKind::SessionOpened { identity: a, .. },
+        EventKind::SessionOpened { identity: b, .. },
+    ) = (&alice[0], &other[0])
+    else {
+        panic!("{alice:?} {other:?}")
+    };
+    assert_ne!(a.subject, b.subject);
+    let EventKind::Command { seq, .. } = &alice[1] else {
+        panic!()
+    };
+    assert_eq!(*seq, 3, "third request of alice's session");
+    // Nothing is closed while the connection is open; both close with it.
+    assert_eq!(alice.len(), 3, "{alice:?}");
+    drop(s);
+    conn.await.unwrap().unwrap();
+    let alice = h.closed_session_for("/app/echo/2").await;
+    let other = h.closed_session_for("/app/echo/3").await;
+    assert!(matches!(
+        alice.last(),
+        Some(EventKind::SessionClosed { commands: 3, reason }) if reason == "connection ended"
+    ));
+    assert!(matches!(
+        other.last(),
+        Some(EventKind::SessionClosed { commands: 1, .. })
+    ));
+    // Each forwarded request has its result; the denied one has none.
+    let events = h.events().await;
+    let session_of_alice = events
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::SessionOpened { identity, .. } if identity.subject == a.subject))
+        .unwrap()
+        .session;
+    let kinds: Vec<_> = events
+        .iter()
+        .filter(|e| e.session == session_of_alice)
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "session_opened",
+            "command",
+            "command_result",
+            "command",
+            "command",
+            "command_result",
+            "session_closed"
+        ]
     );
 }
 
@@ -328,7 +415,7 @@ async fn websocket_passes_through_and_is_recorded() {
     drop(ws);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let session = h.session_for("/app/ws").await;
+    let session = h.closed_session_for("/app/ws").await;
     let names: Vec<_> = session.iter().map(|k| k.name()).collect();
     assert_eq!(
         names,
@@ -344,12 +431,9 @@ async fn websocket_passes_through_and_is_recorded() {
     };
     assert_eq!(completion.tag.as_deref(), Some("101"));
     assert!(completion.bytes > 20 * 6, "{completion:?}");
-    let EventKind::SessionClosed { reason, .. } = &session[3] else {
-        panic!()
-    };
-    let reason: serde_json::Value = serde_json::from_str(reason).unwrap();
-    assert!(reason["streams"]["client_to_upstream"].as_u64().unwrap() > 0);
-    assert!(reason["streams"]["upstream_to_client"].as_u64().unwrap() > 0);
+    let streamed = |k: &str| completion.details[k].parse::<u64>().unwrap();
+    assert!(streamed("client_to_upstream") > 0 && streamed("upstream_to_client") > 0);
+    assert_eq!(completion.details["upgraded"], "true");
 
     // Without a credential the upgrade is refused.
     let req = format!("ws://{}/app/ws", h.addr)

@@ -384,6 +384,7 @@ impl OcsfMapper {
                 method,
                 path,
                 query,
+                ..
             } => {
                 v["http_request"] = json!({
                     "http_method": method,

@@ -399,6 +399,34 @@ mod tests {
                     },
                 },
             ),
+            Event::now(
+                s,
+                EventKind::Command {
+                    seq: 2,
+                    command: Command::Http {
+                        method: "POST".into(),
+                        path: "/v1/x".into(),
+                        query: None,
+                        details: [("request_body", "{\"b\":1}"), ("client_path", "/api/v1/x")]
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .collect(),
+                    },
+                    decision: Decision::allow("r", "ok"),
+                },
+            ),
+            Event::now(
+                s,
+                EventKind::CommandResult {
+                    seq: 2,
+                    duration_us: 7,
+                    completion: Completion {
+                        tag: Some("200".into()),
+                        details: [("response_body".to_owned(), "{\"a\":\"é\"}".to_owned())].into(),
+                        ..Default::default()
+                    },
+                },
+            ),
         ];
         for e in &events {
             let via_value = canonical_value(&serde_json::to_value(e).unwrap()).unwrap();

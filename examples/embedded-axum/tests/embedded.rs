@@ -82,14 +82,12 @@ async fn protects_its_own_routes() {
         .filter(|k| matches!(k, EventKind::CommandResult { .. }))
         .count();
     assert_eq!(forwarded, 1);
-    let closed_body = events.iter().find_map(|k| match k {
-        EventKind::SessionClosed { reason, .. } if reason.contains("response_body") => {
-            Some(reason.clone())
-        }
+    let recorded_body = events.iter().find_map(|k| match k {
+        EventKind::CommandResult { completion, .. } => completion.details.get("response_body"),
         _ => None,
     });
-    let closed_body = closed_body.unwrap();
-    assert!(closed_body.contains("[masked]") && !closed_body.contains("ann@example.com"));
+    let recorded_body = recorded_body.unwrap();
+    assert!(recorded_body.contains("[masked]") && !recorded_body.contains("ann@example.com"));
     assert!(
         events
             .iter()

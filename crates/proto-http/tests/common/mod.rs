@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis_core::{Event, EventKind, Pipeline};
+use portcullis_core::{Command, Event, EventKind, Pipeline};
 use portcullis_identity::{Authenticator, IdentityConfig, generate_api_key};
 use portcullis_proto_http::{HttpGateway, HttpGatewayConfig};
 use portcullis_recording::{Durability, Recorder, RecordingConfig};
@@ -494,26 +494,57 @@ impl Harness {
             .collect()
     }
 
-    /// The events of the session whose `session_opened` has `path` as its path detail.
+    /// The events of the latest request to `path` (the path the client sent): its session's
+    /// `session_opened`, its `command` and `command_result`, and the session's
+    /// `session_closed` once recorded.
     pub async fn session_for(&self, path: &str) -> Vec<EventKind> {
         let events = self.events().await;
-        let id = events
+        let (id, seq) = events
             .iter()
             .rev()
             .find_map(|e| match &e.kind {
-                EventKind::SessionOpened { details, .. }
-                    if details.get("path").map(String::as_str) == Some(path) =>
-                {
-                    Some(e.session)
+                EventKind::Command {
+                    seq,
+                    command:
+                        Command::Http {
+                            path: forwarded,
+                            details,
+                            ..
+                        },
+                    ..
+                } if details.get("client_path").unwrap_or(forwarded) == path => {
+                    Some((e.session, *seq))
                 }
                 _ => None,
             })
-            .unwrap_or_else(|| panic!("no session for {path}"));
+            .unwrap_or_else(|| panic!("no request for {path}"));
         events
             .into_iter()
             .filter(|e| e.session == id)
             .map(|e| e.kind)
+            .filter(|k| match k {
+                EventKind::Command { seq: s, .. } | EventKind::CommandResult { seq: s, .. } => {
+                    *s == seq
+                }
+                EventKind::SessionOpened { .. } | EventKind::SessionClosed { .. } => true,
+                _ => false,
+            })
             .collect()
+    }
+
+    /// Like [`Harness::session_for`], waiting (up to 5 s) until the session has closed.
+    pub async fn closed_session_for(&self, path: &str) -> Vec<EventKind> {
+        for _ in 0..50 {
+            let session = self.session_for(path).await;
+            if session
+                .last()
+                .is_some_and(|k| matches!(k, EventKind::SessionClosed { .. }))
+            {
+                return session;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the session of {path} did not close")
     }
 
     /// All bytes under the recording directory (to grep for secrets).
