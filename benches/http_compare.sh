@@ -26,9 +26,9 @@ RUNNER_PID=$!
 exec 9>"$WORK/stdin"
 NGINX_PID=""
 cleanup() {
+  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
   exec 9>&- || true
   wait "$RUNNER_PID" 2>/dev/null || true
-  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -66,7 +66,8 @@ http {
   }
 }
 CONF
-"$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+# 9>&-: nginx must not hold the runner's stdin open, or the runner never sees it close.
+"$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 9>&- &
 NGINX_PID=$!
 sleep 0.5
 

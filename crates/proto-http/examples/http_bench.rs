@@ -18,6 +18,10 @@ use portcullis_proto_http::{HttpGateway, HttpGatewayConfig};
 use portcullis_recording::{Durability, Recorder, RecordingConfig};
 use std::io::Read;
 
+/// The allocator the `portcullis` binary uses, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers: usize = std::env::var("BENCH_WORKERS")
         .ok()

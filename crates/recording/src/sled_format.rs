@@ -28,11 +28,13 @@ pub const BATCH_PREFIX: u8 = b'b';
 /// Most records packed into one sled value.
 pub const MAX_BATCH_RECORDS: usize = 256;
 
-/// A batch value is closed once it reaches this size (smaller values split sled nodes
-/// less often), well below the size at which
-/// sled moves a value into a separate blob file (a quarter of its 512 KiB segment),
-/// so packed records keep the log's durability.
-pub const MAX_BATCH_BYTES: usize = 16 * 1024;
+/// A batch value is closed once it reaches this size. sled writes a page larger than a
+/// quarter of its 512 KiB segment as a separate blob file, and it rewrites a whole leaf
+/// (up to 17 values before it splits) as the tail of the chain grows: with 16 KiB values
+/// every rewrite of the tail leaf became a new file (file creation and page zeroing were
+/// half of the writer's CPU under HTTP load). At about 6 KiB, plus the record that closes
+/// the value, a full leaf stays under 128 KiB.
+pub const MAX_BATCH_BYTES: usize = 6 * 1024;
 
 /// The key of the batch whose first record has sequence `first_seq`.
 pub fn batch_key(first_seq: u64) -> [u8; 9] {
