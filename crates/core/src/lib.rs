@@ -69,6 +69,7 @@ mod decision;
 mod error;
 mod event;
 mod identity;
+mod listener;
 mod output;
 mod pipeline;
 mod secret;
@@ -82,6 +83,7 @@ pub use decision::{Decision, Quorum, ReviewRequirement, Verdict};
 pub use error::{Error, Result, Side};
 pub use event::{Event, EventKind};
 pub use identity::{AuthMethod, Identity};
+pub use listener::serve_connections;
 pub use output::{Column, Completion, FieldFormat, OutputHook, OutputHooks, TextKind};
 pub use pipeline::{
     Admit, Approval, ApprovalLayer, Approver, BoxFuture, BoxPipeline, CommandPolicy,

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use portcullis_core::{CredentialVerifier, Pipeline, Target};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::PgError;
 use crate::cancel::CancelRegistry;
@@ -101,48 +100,18 @@ impl PostgresGateway {
     pub async fn serve(
         &self,
         listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(), PgError> {
-        let mut sessions = JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let inner = self.inner.clone();
-                        let rx = shutdown.clone();
-                        sessions.spawn(async move { session::serve(inner, tcp, peer, rx).await });
-                    }
-                    Err(e) => {
-                        // Out of descriptors and the like: keep serving the others.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-                Some(done) = sessions.join_next(), if !sessions.is_empty() => {
-                    if let Err(e) = done {
-                        tracing::error!(error = %e, "session task failed");
-                    }
-                }
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                }
-            }
-        }
-        drop(listener);
-        let deadline = self.inner.settings.shutdown_grace + std::time::Duration::from_secs(5);
-        let drained = tokio::time::timeout(deadline, async {
-            while sessions.join_next().await.is_some() {}
-        })
+        let inner = self.inner.clone();
+        let drain = inner.settings.shutdown_grace + std::time::Duration::from_secs(5);
+        portcullis_core::serve_connections(
+            "postgres",
+            listener,
+            shutdown,
+            drain,
+            |tcp, peer, rx| session::serve(inner.clone(), tcp, peer, rx),
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                left = sessions.len(),
-                "sessions still open after the grace period; closing them"
-            );
-            sessions.shutdown().await;
-        }
         Ok(())
     }
 }

@@ -7,7 +7,6 @@ use portcullis_core::{CredentialVerifier, Pipeline, Target};
 use russh::keys::PublicKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::SshError;
 use crate::config::{
@@ -155,47 +154,14 @@ impl SshGateway {
     pub async fn serve(
         &self,
         listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(), SshError> {
-        let mut sessions = JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let inner = self.inner.clone();
-                        let rx = shutdown.clone();
-                        sessions.spawn(async move { conn::serve(inner, tcp, peer, rx).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-                Some(done) = sessions.join_next(), if !sessions.is_empty() => {
-                    if let Err(e) = done {
-                        tracing::error!(error = %e, "ssh session task failed");
-                    }
-                }
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                }
-            }
-        }
-        drop(listener);
-        let deadline = self.inner.settings.shutdown_grace + std::time::Duration::from_secs(5);
-        let drained = tokio::time::timeout(deadline, async {
-            while sessions.join_next().await.is_some() {}
+        let inner = self.inner.clone();
+        let drain = inner.settings.shutdown_grace + std::time::Duration::from_secs(5);
+        portcullis_core::serve_connections("ssh", listener, shutdown, drain, |tcp, peer, rx| {
+            conn::serve(inner.clone(), tcp, peer, rx)
         })
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                left = sessions.len(),
-                "ssh sessions still open after the grace period"
-            );
-            sessions.shutdown().await;
-        }
         Ok(())
     }
 }
