@@ -91,3 +91,22 @@ pub use channel::{EXIT_DENIED, EXIT_FAILED};
 pub use config::{HostKeyPin, KeyIdentityConfig, SshSettings, SshUpstreamConfig, UserCaConfig};
 pub use error::SshError;
 pub use server::{SshGateway, SshGatewayBuilder};
+
+/// The ciphers the gateway offers on both hops, most preferred first: russh's defaults plus
+/// `aes128-gcm@openssh.com`, which OpenSSH offers and some hardened hosts require.
+pub const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
+/// russh's default algorithm preferences with [`CIPHERS`].
+fn preferred() -> russh::Preferred {
+    russh::Preferred {
+        cipher: std::borrow::Cow::Borrowed(CIPHERS),
+        ..russh::Preferred::default()
+    }
+}

@@ -111,6 +111,7 @@ impl SshGatewayBuilder {
             keepalive_interval: Some(std::time::Duration::from_secs(30)),
             nodelay: true,
             max_auth_attempts: 6,
+            preferred: crate::preferred(),
             ..Default::default()
         };
         Ok(SshGateway {

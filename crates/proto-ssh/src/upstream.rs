@@ -66,6 +66,7 @@ impl UpstreamEndpoint {
             inactivity_timeout: None,
             keepalive_interval: Some(std::time::Duration::from_secs(30)),
             nodelay: true,
+            preferred: crate::preferred(),
             ..Default::default()
         });
         let presented = Arc::new(Mutex::new(None));

@@ -694,3 +694,25 @@ async fn bulk_input_and_output_at_once() {
     assert!(status.success());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_only_accepts_aes128_gcm_gets_it() {
+    let h = Harness::start(Options::default()).await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        h.ssh("box", &h.alice.private_key)
+            .args(["-v", "-o", "Ciphers=aes128-gcm@openssh.com"])
+            .arg("echo hello")
+            .output(),
+    )
+    .await
+    .expect("ssh did not finish")
+    .unwrap();
+    let log = text(&out.stderr);
+    assert_eq!(text(&out.stdout), "hello\n", "{log}");
+    assert!(
+        log.contains("cipher: aes128-gcm@openssh.com"),
+        "negotiated another cipher: {log}"
+    );
+    h.stop().await;
+}
