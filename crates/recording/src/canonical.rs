@@ -26,14 +26,19 @@ struct Canonical<'a> {
     out: &'a mut Vec<u8>,
 }
 
-/// An object being collected: `buf` holds the entries back to back; each entry is the
-/// unescaped key's range (for sorting), then the `"key":value` range to copy.
+/// An object being collected: `buf` holds the `"key":value` entries, comma-separated, in
+/// arrival order; `entries` has each entry's unescaped key and byte range (without the
+/// comma). Most objects arrive already sorted (maps are `BTreeMap`s; many structs declare
+/// their fields in order): those are copied to the parent in one piece.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     buf: Vec<u8>,
-    keys: Vec<String>,
-    entries: Vec<(usize, usize)>,
+    entries: Vec<(Key, usize, usize)>,
+    sorted: bool,
 }
+
+/// An object key: struct fields are static, map keys are owned.
+type Key = std::borrow::Cow<'static, str>;
 
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, len: Option<usize>) -> Self {
@@ -41,18 +46,23 @@ impl<'a> Object<'a> {
         Self {
             out,
             buf: Vec::with_capacity(n * 24),
-            keys: Vec::with_capacity(n),
             entries: Vec::with_capacity(n),
+            sorted: true,
         }
     }
 
-    fn entry<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> R {
+    fn entry<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> R {
+        if let Some((last, _, _)) = self.entries.last() {
+            // Strictly increasing keys: a repeated key also takes the sorting path, which
+            // keeps the later value.
+            self.sorted &= last.as_bytes() < key.as_bytes();
+            self.buf.push(b',');
+        }
         let start = self.buf.len();
-        scalar(&mut self.buf, key.as_str())?;
+        scalar(&mut self.buf, key.as_ref())?;
         self.buf.push(b':');
         value.serialize(Canonical { out: &mut self.buf })?;
-        self.keys.push(key);
-        self.entries.push((start, self.buf.len()));
+        self.entries.push((key, start, self.buf.len()));
         Ok(())
     }
 
@@ -262,7 +272,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
         v: &T,
     ) -> R {
         let mut o = Object::new(self.out, Some(1));
-        o.entry(variant.to_owned(), v)?;
+        o.entry(Key::Borrowed(variant), v)?;
         o.finish()
     }
     fn serialize_seq(self, _len: Option<usize>) -> R<Array<'a>> {
@@ -346,14 +356,14 @@ array_impl!(
 /// A map: keys arrive before their values.
 pub(crate) struct MapState<'a> {
     object: Object<'a>,
-    key: Option<String>,
+    key: Option<Key>,
 }
 
 impl ser::SerializeMap for MapState<'_> {
     type Ok = ();
     type Error = serde_json::Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> R {
-        self.key = Some(key.serialize(KeySer)?);
+        self.key = Some(Key::Owned(key.serialize(KeySer)?));
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
@@ -372,7 +382,7 @@ impl ser::SerializeStruct for Object<'_> {
     type Ok = ();
     type Error = serde_json::Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> R {
-        self.entry(key.to_owned(), v)
+        self.entry(Key::Borrowed(key), v)
     }
     fn end(self) -> R {
         self.finish()
@@ -383,7 +393,7 @@ impl ser::SerializeStructVariant for VariantObject<'_> {
     type Ok = ();
     type Error = serde_json::Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> R {
-        self.inner.entry(key.to_owned(), v)
+        self.inner.entry(Key::Borrowed(key), v)
     }
     fn end(self) -> R {
         let out_ptr = self.inner.finish_into_parent()?;
@@ -399,27 +409,26 @@ impl<'a> Object<'a> {
         let Object {
             out,
             buf,
-            keys,
-            entries,
+            mut entries,
+            sorted,
         } = self;
-        let mut order: Vec<(&str, (usize, usize))> = keys
-            .iter()
-            .map(String::as_str)
-            .zip(entries.iter().copied())
-            .collect();
-        // Stable: of two equal keys the later one wins, as in a map built by insertion.
-        order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         out.push(b'{');
-        let mut first = true;
-        for (i, (key, (s, e))) in order.iter().enumerate() {
-            if order.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
+        if sorted {
+            out.extend_from_slice(&buf);
+        } else {
+            // Stable: of two equal keys the later one wins, as in a map built by insertion.
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            let mut first = true;
+            for (i, (key, s, e)) in entries.iter().enumerate() {
+                if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(buf.get(*s..*e).unwrap_or_default());
             }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(buf.get(*s..*e).unwrap_or_default());
         }
         out.push(b'}');
         Ok(out)

@@ -443,6 +443,30 @@ mod tests {
             String::from_utf8(direct).unwrap(),
             canonical_value(&v).unwrap()
         );
+
+        // A repeated key keeps its later value, whether the keys arrive in order or not.
+        struct Repeated(&'static [(&'static str, u8)]);
+        impl serde::Serialize for Repeated {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                for (k, v) in self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        for pairs in [
+            &[("a", 1), ("a", 2), ("b", 3)][..],
+            &[("b", 3), ("a", 1), ("a", 2)][..],
+        ] {
+            let mut direct = Vec::new();
+            crate::canonical::write(&Repeated(pairs), &mut direct).unwrap();
+            let via_value =
+                canonical_value(&serde_json::to_value(Repeated(pairs)).unwrap()).unwrap();
+            assert_eq!(via_value, r#"{"a":2,"b":3}"#);
+            assert_eq!(String::from_utf8(direct).unwrap(), via_value);
+        }
     }
 
     #[test]
