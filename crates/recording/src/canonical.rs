@@ -1,8 +1,8 @@
 //! A serde serializer that writes canonical JSON directly (object keys sorted by their
 //! UTF-8 bytes, compact), without building a `serde_json::Value` first.
 //!
-//! Each object is written into its own buffer as `key:value` entries; when the object
-//! ends its entries are sorted by key and copied into the parent. Scalars and strings are
+//! Objects are written in place; one whose keys did not arrive in sorted order has its
+//! entries rearranged when it ends. Scalars and strings are
 //! written by serde_json itself, so escaping and number formatting are exactly those of
 //! the `Value` path ([`crate::record::canonicalize`]), which tests compare against.
 
@@ -26,13 +26,15 @@ struct Canonical<'a> {
     out: &'a mut Vec<u8>,
 }
 
-/// An object being collected: `buf` holds the `"key":value` entries, comma-separated, in
-/// arrival order; `entries` has each entry's unescaped key and byte range (without the
-/// comma). Most objects arrive already sorted (maps are `BTreeMap`s; many structs declare
-/// their fields in order): those are copied to the parent in one piece.
+/// An object being written in place: `{` is written at once and each `"key":value` entry
+/// after it in arrival order; `entries` has each entry's unescaped key and byte range in
+/// `out`. Most objects arrive already sorted (maps are `BTreeMap`s, many structs declare
+/// their fields in order) and are then complete as written; the others have their entries
+/// rearranged when they end.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
-    buf: Vec<u8>,
+    /// Where the first entry starts (just after the `{`).
+    start: usize,
     entries: Vec<(Key, usize, usize)>,
     sorted: bool,
 }
@@ -42,11 +44,12 @@ type Key = std::borrow::Cow<'static, str>;
 
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, len: Option<usize>) -> Self {
-        let n = len.unwrap_or(8);
+        out.push(b'{');
+        let start = out.len();
         Self {
             out,
-            buf: Vec::with_capacity(n * 24),
-            entries: Vec::with_capacity(n),
+            start,
+            entries: Vec::with_capacity(len.unwrap_or(8)),
             sorted: true,
         }
     }
@@ -56,13 +59,15 @@ impl<'a> Object<'a> {
             // Strictly increasing keys: a repeated key also takes the sorting path, which
             // keeps the later value.
             self.sorted &= last.as_bytes() < key.as_bytes();
-            self.buf.push(b',');
+            self.out.push(b',');
         }
-        let start = self.buf.len();
-        scalar(&mut self.buf, key.as_ref())?;
-        self.buf.push(b':');
-        value.serialize(Canonical { out: &mut self.buf })?;
-        self.entries.push((key, start, self.buf.len()));
+        let start = self.out.len();
+        scalar(self.out, key.as_ref())?;
+        self.out.push(b':');
+        value.serialize(Canonical {
+            out: &mut *self.out,
+        })?;
+        self.entries.push((key, start, self.out.len()));
         Ok(())
     }
 
@@ -408,14 +413,12 @@ impl<'a> Object<'a> {
     fn finish_into_parent(self) -> R<&'a mut Vec<u8>> {
         let Object {
             out,
-            buf,
+            start,
             mut entries,
             sorted,
         } = self;
-        out.push(b'{');
-        if sorted {
-            out.extend_from_slice(&buf);
-        } else {
+        if !sorted {
+            let written = out.split_off(start);
             // Stable: of two equal keys the later one wins, as in a map built by insertion.
             entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             let mut first = true;
@@ -427,7 +430,8 @@ impl<'a> Object<'a> {
                     out.push(b',');
                 }
                 first = false;
-                out.extend_from_slice(buf.get(*s..*e).unwrap_or_default());
+                let range = s.saturating_sub(start)..e.saturating_sub(start);
+                out.extend_from_slice(written.get(range).unwrap_or_default());
             }
         }
         out.push(b'}');
