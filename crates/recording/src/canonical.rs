@@ -2,9 +2,9 @@
 //! UTF-8 bytes, compact), without building a `serde_json::Value` first.
 //!
 //! Objects are written in place; one whose keys did not arrive in sorted order has its
-//! entries rearranged when it ends. Scalars and strings are
-//! written by serde_json itself, so escaping and number formatting are exactly those of
-//! the `Value` path ([`crate::record::canonicalize`]), which tests compare against.
+//! entries rearranged when it ends. Scalars and strings are written by serde_json itself,
+//! so escaping and number formatting are exactly those of the `Value` path
+//! ([`crate::record::canonicalize`]), which tests compare against.
 
 use serde::ser::{self, Serialize};
 

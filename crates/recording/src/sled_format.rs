@@ -33,7 +33,9 @@ pub const MAX_BATCH_RECORDS: usize = 256;
 /// (up to 17 values before it splits) as the tail of the chain grows: with 16 KiB values
 /// every rewrite of the tail leaf became a new file (file creation and page zeroing were
 /// half of the writer's CPU under HTTP load). At about 6 KiB, plus the record that closes
-/// the value, a full leaf stays under 128 KiB.
+/// the value, a full leaf stays under 128 KiB while records are under about 1.5 KiB (SQL
+/// statements, HTTP requests with 1 KiB body excerpts); larger records can still make it
+/// a blob.
 pub const MAX_BATCH_BYTES: usize = 6 * 1024;
 
 /// The key of the batch whose first record has sequence `first_seq`.
