@@ -22,7 +22,7 @@ async fn approve_while_waiting() {
     assert_eq!(request.state, RequestState::Pending);
 
     // The client was told where to approve.
-    let notice = h.notices.lock().unwrap().first().cloned().unwrap();
+    let notice = h.first_notice().await;
     assert!(
         notice.contains("rule prod-review: changes on production"),
         "{notice}"

@@ -184,6 +184,18 @@ impl Harness {
         panic!("{n} pending requests never appeared");
     }
 
+    /// Waits for the first notice sent to a client: the request becomes
+    /// visible to approvers a moment before its notice reaches the client.
+    pub async fn first_notice(&self) -> String {
+        for _ in 0..500 {
+            if let Some(n) = self.notices.lock().unwrap().first().cloned() {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no notice ever reached the client");
+    }
+
     /// The recorded events of a session, in order.
     pub fn events(&self, session: SessionId) -> Vec<EventKind> {
         self.recorder
