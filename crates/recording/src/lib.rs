@@ -8,7 +8,7 @@
 //!   sequence, the previous record's hash and its own SHA-256 hash
 //!   (see [`record`] for the exact encoding).
 //! - [`Recorder`]: the gateway's [`portcullis_core::EventSink`]; a bounded queue
-//!   into one writer task that chains, batches and syncs events (group commit),
+//!   into one writer thread that chains, batches and syncs events (group commit),
 //!   in `strict` or `batched` [`Durability`], and fails closed.
 //! - Queries: [`EventStore::list_sessions`], [`EventStore::session_events`],
 //!   [`EventStore::scan`], [`EventStore::head`]; [`verify_chain`] checks every link.
@@ -64,6 +64,7 @@ mod config;
 #[cfg(feature = "discard-store")]
 pub mod discard;
 mod error;
+mod journal;
 pub mod pg_store;
 pub mod record;
 mod recorder;

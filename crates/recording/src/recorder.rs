@@ -1,5 +1,7 @@
-//! The recorder: a cheap handle that queues events to one writer task, which
-//! chains, batches and syncs them (group commit).
+//! The recorder: a cheap handle that queues events to one writer thread, which
+//! chains, batches and syncs them (group commit). The writer is a plain thread,
+//! not a task: it appends and syncs in place, so a strict event costs one wake-up
+//! of the writer and one of the caller, with no hop through a blocking pool.
 //!
 //! # How the queue stays bounded
 //!
@@ -18,7 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use portcullis_core::{BoxFuture, Event, EventKind, EventSink};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::evidence::{AnchorKind, KeySource, WalkInput, paged, walk};
@@ -116,12 +119,12 @@ impl std::fmt::Debug for Recorder {
 }
 
 struct Inner {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
     store: Arc<dyn EventStore>,
     options: RecorderOptions,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     key: Option<Arc<SigningKey>>,
     retention: Mutex<Option<JoinHandle<()>>>,
 }
@@ -186,13 +189,13 @@ impl Recorder {
         Ok(recorder)
     }
 
-    /// Starts the writer task over `store` without signing. Must be called within a
+    /// Starts the writer thread over `store` without signing. Must be called within a
     /// tokio runtime.
     pub fn start(store: Arc<dyn EventStore>, options: RecorderOptions) -> Result<Self> {
         Self::start_inner(store, options, None)
     }
 
-    /// Starts the writer task over `store`, signing the chain head with `key`
+    /// Starts the writer thread over `store`, signing the chain head with `key`
     /// every `policy.events` events or `policy.interval`, when a batch holds a
     /// `session_closed` event, and at shutdown. Stores the key's public half.
     /// If the head is not signed yet (a crash after the last checkpoint), the
@@ -225,7 +228,7 @@ impl Recorder {
         options: RecorderOptions,
         signing: Option<Signing>,
     ) -> Result<Self> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        tokio::runtime::Handle::try_current().map_err(|_| {
             RecordingError::Config("the recorder must be started within a tokio runtime".into())
         })?;
         if options.queue_capacity == 0 || options.flush_events == 0 {
@@ -236,7 +239,7 @@ impl Recorder {
         let shared = Arc::new(Shared::default());
         shared.head_seq.store(store.head()?.seq, Ordering::Relaxed);
         let permits = Arc::new(Semaphore::new(options.queue_capacity));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let key = signing.as_ref().map(|s| s.key.clone());
         let writer = Writer {
             signing,
@@ -250,7 +253,10 @@ impl Recorder {
             unsynced: 0,
             oldest_unsynced: None,
         };
-        let join = handle.spawn(writer.run());
+        let join = std::thread::Builder::new()
+            .name("portcullis-recorder".into())
+            .spawn(move || writer.run())
+            .map_err(|e| RecordingError::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 tx,
@@ -412,9 +418,11 @@ impl Recorder {
         };
         let join = self.inner.writer.lock().ok().and_then(|mut j| j.take());
         if let Some(join) = join {
-            join.await.map_err(|e| {
-                RecordingError::Failed(format!("writer task ended abnormally: {e}"))
-            })?;
+            // The writer answered (or is gone): joining it is quick.
+            let joined = tokio::task::spawn_blocking(move || join.join())
+                .await
+                .map_err(|e| RecordingError::Failed(format!("writer thread: {e}")))?;
+            joined.map_err(|_| RecordingError::Failed("writer thread panicked".into()))?;
         }
         if let Some(Err(m)) = reply {
             return Err(RecordingError::Failed(m));
@@ -518,7 +526,7 @@ struct Writer {
     /// Events written since the last checkpoint.
     since_checkpoint: u64,
     last_checkpoint: Instant,
-    rx: mpsc::UnboundedReceiver<Msg>,
+    rx: mpsc::Receiver<Msg>,
     store: Arc<dyn EventStore>,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
@@ -530,7 +538,7 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self) {
+    fn run(mut self) {
         loop {
             let flush_at = self
                 .oldest_unsynced
@@ -546,21 +554,30 @@ impl Writer {
                 (a, b) => a.or(b),
             };
             let msg = match deadline {
-                Some(deadline) => tokio::select! {
-                    m = self.rx.recv() => m,
-                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
-                        let interval = checkpoint_at.is_some_and(|c| c <= Instant::now());
-                        self.write(Batch::default(), true, interval.then_some(CheckpointReason::Interval)).await;
-                        continue;
+                Some(deadline) => {
+                    match self
+                        .rx
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Disconnected) => None,
+                        Err(RecvTimeoutError::Timeout) => {
+                            let interval = checkpoint_at.is_some_and(|c| c <= Instant::now());
+                            self.write(
+                                Batch::default(),
+                                true,
+                                interval.then_some(CheckpointReason::Interval),
+                            );
+                            continue;
+                        }
                     }
-                },
-                None => self.rx.recv().await,
+                }
+                None => self.rx.recv().ok(),
             };
             let mut batch = Batch::default();
             let Some(first) = msg else {
                 // Every handle is gone: sync what is pending and stop.
-                self.write(batch, true, Some(CheckpointReason::Shutdown))
-                    .await;
+                self.write(batch, true, Some(CheckpointReason::Shutdown));
                 break;
             };
             batch.take(first, &self.shared);
@@ -568,13 +585,13 @@ impl Writer {
                 && !batch.has_control()
                 && batch.acks.is_empty()
             {
-                // Linger so that one append carries many events: producers are not
-                // woken per event and the writer does not wake per event either (the
-                // queue is not polled while lingering). Bounded well inside flush_interval.
+                // Linger so that one append carries many events: the writer does not
+                // wake per event (a send to a writer that is not waiting costs no
+                // wake-up). Bounded well inside flush_interval.
                 let linger = (self.options.flush_interval / 5)
                     .clamp(Duration::from_millis(1), Duration::from_millis(10));
                 let until = batch.oldest.unwrap_or_else(Instant::now) + linger;
-                tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
             }
             while !batch.has_control() && batch.events.len() < self.options.queue_capacity {
                 match self.rx.try_recv() {
@@ -583,22 +600,20 @@ impl Writer {
                 }
             }
             if batch.shutdown.is_some() {
-                // Take everything still queued (and stop admitting), then finish.
-                self.rx.close();
-                while let Some(m) = self.rx.recv().await {
+                // Take everything still queued (handles stopped admitting), then finish.
+                while let Ok(m) = self.rx.try_recv() {
                     batch.take(m, &self.shared);
                 }
-                self.write(batch, true, Some(CheckpointReason::Shutdown))
-                    .await;
+                self.write(batch, true, Some(CheckpointReason::Shutdown));
                 break;
             }
             let force = batch.has_control();
-            self.write(batch, force, None).await;
+            self.write(batch, force, None);
         }
     }
 
     /// Appends the batch, syncs when required, then answers everyone waiting on it.
-    async fn write(&mut self, batch: Batch, force_sync: bool, hint: Option<CheckpointReason>) {
+    fn write(&mut self, batch: Batch, force_sync: bool, hint: Option<CheckpointReason>) {
         let Batch {
             events,
             acks,
@@ -638,7 +653,7 @@ impl Writer {
             if n == 0 && !sync {
                 Ok(())
             } else {
-                self.append_and_sync(events, sync, oldest, checkpoint).await
+                self.append_and_sync(events, sync, oldest, checkpoint)
             }
         };
         if let Err(m) = &result {
@@ -651,47 +666,37 @@ impl Writer {
         }
     }
 
-    async fn append_and_sync(
+    fn append_and_sync(
         &mut self,
         events: Vec<Event>,
         sync: bool,
         oldest: Option<Instant>,
         checkpoint: Option<CheckpointReason>,
     ) -> Result<(), String> {
-        let store = self.store.clone();
+        let store = self.store.as_ref();
         let n = events.len();
-        let signer = match (&self.signing, checkpoint) {
-            (Some(s), Some(reason)) => Some((s.key.clone(), s.chain.clone(), reason)),
-            _ => None,
+        let appended = if events.is_empty() {
+            None
+        } else {
+            Some(store.append(&events).map_err(|e| e.to_string())?)
         };
-        let joined = tokio::task::spawn_blocking(move || {
-            let appended = if events.is_empty() {
-                None
-            } else {
-                Some(store.append(&events).map_err(|e| e.to_string())?)
+        let mut signed = None;
+        if let (Some(s), Some(reason)) = (&self.signing, checkpoint) {
+            let head = match &appended {
+                Some(a) => a.head,
+                None => store.head().map_err(|e| e.to_string())?,
             };
-            let mut signed = None;
-            if let Some((key, chain, reason)) = signer {
-                let head = match &appended {
-                    Some(a) => a.head,
-                    None => store.head().map_err(|e| e.to_string())?,
-                };
-                if head.seq > 0 {
-                    let cp = Checkpoint::sign(&key, &chain, head, reason, None);
-                    store
-                        .put_checkpoint(&cp)
-                        .map_err(|e| format!("checkpoint failed: {e}"))?;
-                    signed = Some(head.seq);
-                }
+            if head.seq > 0 {
+                let cp = Checkpoint::sign(&s.key, &s.chain, head, reason, None);
+                store
+                    .put_checkpoint(&cp)
+                    .map_err(|e| format!("checkpoint failed: {e}"))?;
+                signed = Some(head.seq);
             }
-            if sync {
-                store.sync().map_err(|e| format!("sync failed: {e}"))?;
-            }
-            Ok::<_, String>((appended, signed))
-        })
-        .await
-        .map_err(|e| format!("writer task failed: {e}"))?;
-        let (appended, signed) = joined?;
+        }
+        if sync {
+            store.sync().map_err(|e| format!("sync failed: {e}"))?;
+        }
         self.since_checkpoint = self.since_checkpoint.saturating_add(n as u64);
         if let Some(seq) = signed {
             self.since_checkpoint = 0;

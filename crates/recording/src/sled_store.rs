@@ -1,8 +1,9 @@
 //! The embedded sled backend.
 //!
 //! Everything lives in one sled tree (`portcullis-v1`) under one-byte key
-//! prefixes, so that one `apply_batch` writes a record, its index entries and the
-//! new chain head atomically:
+//! prefixes. One append (records, index entries and the new chain head) is one
+//! entry of the write-ahead journal (the `journal` module), so it survives a crash
+//! whole or not at all:
 //!
 //! | key | value |
 //! | --- | --- |
@@ -20,13 +21,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portcullis_core::{Event, SessionId, Timestamp};
 
 use sha2::{Digest, Sha256};
 
+use crate::journal::{self, Flusher, Journal, Ops};
 use crate::record::{split_hash, split_u64};
 use crate::sled_format::{self, BATCH_PREFIX, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, batch_key};
 use crate::{
@@ -118,15 +120,22 @@ fn split_session_value(v: &[u8]) -> (&[u8], Option<&[u8]>) {
 }
 
 /// The sled-backed [`EventStore`].
+///
+/// A store with a directory writes through a write-ahead journal in
+/// `DIR/journal`: `sync` is one `fdatasync` of the journal, sled itself is flushed
+/// in the background about once a second, and opening the store replays what the
+/// journal holds. A temporary store applies each write as one sled batch and
+/// syncs with sled's flush.
 pub struct SledStore {
+    /// Stops (after a last flush) before the rest is dropped.
+    flusher: Option<Flusher>,
+    /// The write-ahead journal (stores with a directory): every write goes through it.
+    journal: Option<Arc<Mutex<Journal>>>,
     db: sled::Db,
     tree: sled::Tree,
     /// The chain head and the summaries of open sessions; the lock serializes appends.
     state: Mutex<WriteState>,
     chain: String,
-    /// sled's log file, synced with `fdatasync` after sled's own flush (on Linux sled
-    /// flushes with `sync_file_range`, which does not reach stable storage by itself).
-    log_file: Option<File>,
     path: Option<PathBuf>,
 }
 
@@ -160,8 +169,48 @@ impl SledStore {
         };
         // Make the directory entries of sled's files durable once.
         File::open(path)?.sync_all()?;
+        // sled's log file, synced with `fdatasync` after sled's own flush (on Linux sled
+        // flushes with `sync_file_range`, which does not reach stable storage by itself).
         let log_file = File::open(path.join("db"))?;
-        Self::from_db(db, Some(log_file), Some(path.to_path_buf()))
+        let journal = Self::recover(&db, &log_file, &path.join("journal"))?;
+        let flush_tree = {
+            let db = db.clone();
+            move || {
+                db.flush()?;
+                log_file.sync_data()?;
+                Ok(())
+            }
+        };
+        let journal = Arc::new(Mutex::new(journal));
+        let flusher = Flusher::start(journal.clone(), journal::FLUSH_EVERY, flush_tree)?;
+        let mut store = Self::from_db(db, Some(path.to_path_buf()))?;
+        store.journal = Some(journal);
+        store.flusher = Some(flusher);
+        Ok(store)
+    }
+
+    /// Replays the journal (the writes since the tree's last flush), makes the tree
+    /// durable and starts a fresh journal segment.
+    fn recover(db: &sled::Db, log_file: &File, dir: &Path) -> Result<Journal> {
+        std::fs::create_dir_all(dir)?;
+        let tree = db.open_tree(TREE)?;
+        let mut replayed = 0u64;
+        let (last_lsn, last_segment) = journal::replay(dir, |_, ops| {
+            ops.apply_to(&tree)?;
+            replayed += 1;
+            Ok(())
+        })?;
+        if replayed > 0 {
+            tracing::info!(
+                entries = replayed,
+                "journal: replayed the writes since the last flush"
+            );
+        }
+        db.flush()?;
+        log_file.sync_data()?;
+        let journal = Journal::create(dir, last_segment, last_lsn)?;
+        journal::delete_segments_before(dir, last_segment.saturating_add(1))?;
+        Ok(journal)
     }
 
     /// A store in a temporary location that is removed when dropped (tests, examples).
@@ -170,10 +219,10 @@ impl SledStore {
             .temporary(true)
             .flush_every_ms(None)
             .open()?;
-        Self::from_db(db, None, None)
+        Self::from_db(db, None)
     }
 
-    fn from_db(db: sled::Db, log_file: Option<File>, path: Option<PathBuf>) -> Result<Self> {
+    fn from_db(db: sled::Db, path: Option<PathBuf>) -> Result<Self> {
         let tree = db.open_tree(TREE)?;
         match tree.get(K_FORMAT)? {
             Some(v) if v.as_ref() == FORMAT => {}
@@ -219,6 +268,8 @@ impl SledStore {
             });
         }
         Ok(Self {
+            flusher: None,
+            journal: None,
             db,
             tree,
             state: Mutex::new(WriteState {
@@ -226,9 +277,27 @@ impl SledStore {
                 open: HashMap::new(),
             }),
             chain,
-            log_file,
             path,
         })
+    }
+
+    /// Writes `ops` atomically: journaled first when the store has a journal.
+    fn commit(&self, ops: Ops) -> Result<()> {
+        let Some(journal) = &self.journal else {
+            self.tree.apply_batch(ops.into_batch())?;
+            return Ok(());
+        };
+        let mut j = journal
+            .lock()
+            .map_err(|_| RecordingError::Storage("journal lock poisoned".into()))?;
+        let lsn = j.write(&ops)?;
+        if let Err(e) = ops.apply_to(&self.tree) {
+            j.break_with(format!(
+                "journal entry {lsn} was written but not applied: {e}"
+            ));
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The directory of the store (`None` for a temporary store).
@@ -280,7 +349,7 @@ impl EventStore for SledStore {
                 head: start,
             });
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Ops::default();
         let mut entries: HashMap<SessionId, SessionEntry> = HashMap::new();
         // Per session: the session seq of its first record in this append, and the global
         // seqs of its records in this append (u64 BE each).
@@ -305,7 +374,7 @@ impl EventStore for SledStore {
                         }
                         None => {
                             let summary = SessionSummary::start(event, seq);
-                            batch.insert(time_key(summary.opened_at, &summary.id), &[][..]);
+                            batch.insert(time_key(summary.opened_at, &summary.id), Vec::new());
                             SessionEntry {
                                 summary,
                                 inline: Vec::new(),
@@ -326,7 +395,7 @@ impl EventStore for SledStore {
             })?;
             packed_count += 1;
             if packed_count == MAX_BATCH_RECORDS || packed.len() >= MAX_BATCH_BYTES {
-                batch.insert(&batch_key(packed_first)[..], std::mem::take(&mut packed));
+                batch.insert(batch_key(packed_first), std::mem::take(&mut packed));
                 packed_count = 0;
             }
             appended
@@ -337,7 +406,7 @@ impl EventStore for SledStore {
             head = next;
         }
         if packed_count > 0 {
-            batch.insert(&batch_key(packed_first)[..], packed);
+            batch.insert(batch_key(packed_first), packed);
         }
         for (id, (first_session_seq, seqs)) in appended {
             let Some(entry) = entries.get_mut(&id) else {
@@ -366,7 +435,7 @@ impl EventStore for SledStore {
         head_value.extend_from_slice(&head.seq.to_be_bytes());
         head_value.extend_from_slice(&head.hash.0);
         batch.insert(K_HEAD, head_value);
-        self.tree.apply_batch(batch)?;
+        self.commit(batch)?;
         state.head = head;
         if state.open.len().saturating_add(entries.len()) > OPEN_SUMMARIES {
             state.open.clear();
@@ -384,9 +453,17 @@ impl EventStore for SledStore {
     }
 
     fn sync(&self) -> Result<()> {
-        self.db.flush()?;
-        if let Some(f) = &self.log_file {
-            f.sync_data()?;
+        match &self.journal {
+            Some(j) => {
+                let file = j
+                    .lock()
+                    .map_err(|_| RecordingError::Storage("journal lock poisoned".into()))?
+                    .current();
+                file.sync_data()?;
+            }
+            None => {
+                self.db.flush()?;
+            }
         }
         Ok(())
     }
@@ -525,8 +602,9 @@ impl EventStore for SledStore {
     fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
         let v =
             serde_json::to_vec(checkpoint).map_err(|e| RecordingError::Encode(e.to_string()))?;
-        self.tree.insert(checkpoint_key(checkpoint), v)?;
-        Ok(())
+        let mut ops = Ops::default();
+        ops.insert(checkpoint_key(checkpoint), v);
+        self.commit(ops)
     }
 
     fn checkpoints(&self, from_seq: u64) -> Result<CheckpointIter<'_>> {
@@ -547,10 +625,13 @@ impl EventStore for SledStore {
         let mut k = vec![P_KEY];
         k.extend_from_slice(key.key_id.as_bytes());
         let v = serde_json::to_vec(key).map_err(|e| RecordingError::Encode(e.to_string()))?;
-        // Keep the first record of a key (its `added_at`).
-        let _ = self
-            .tree
-            .compare_and_swap(k, None as Option<&[u8]>, Some(v))?;
+        // Keep the first record of a key (its `added_at`). Keys are added at start,
+        // by one recorder per store, so the check and the write do not race.
+        if self.tree.get(&k)?.is_none() {
+            let mut ops = Ops::default();
+            ops.insert(k, v);
+            self.commit(ops)?;
+        }
         Ok(())
     }
 
@@ -586,10 +667,10 @@ impl EventStore for SledStore {
         // 1. The tombstone becomes the base: from here on verification starts at it,
         //    whether or not the deletions below complete.
         let v = serde_json::to_vec(tombstone).map_err(|e| RecordingError::Encode(e.to_string()))?;
-        let mut batch = sled::Batch::default();
+        let mut batch = Ops::default();
         batch.insert(checkpoint_key(tombstone), v.clone());
         batch.insert(K_BASE, v);
-        self.tree.apply_batch(batch)?;
+        self.commit(batch)?;
         self.sync()?;
         // 2. Records (whole batches, or the pruned front of the batch that straddles
         //    the tombstone), their session index entries, and emptied closed sessions.
@@ -604,7 +685,7 @@ impl EventStore for SledStore {
             if chunk.is_empty() {
                 break;
             }
-            let mut batch = sled::Batch::default();
+            let mut batch = Ops::default();
             for (k, v) in &chunk {
                 let mut kept = Vec::new();
                 let mut kept_first = None;
@@ -622,15 +703,15 @@ impl EventStore for SledStore {
                     }
                     stats.records = stats.records.saturating_add(1);
                 }
-                batch.remove(k.clone());
+                batch.remove(k.to_vec());
                 if let Some(first) = kept_first {
-                    batch.insert(&batch_key(first)[..], kept);
+                    batch.insert(batch_key(first), kept);
                 }
             }
-            self.tree.apply_batch(batch)?;
+            self.commit(batch)?;
         }
         // Index entries: drop the pruned seqs of every touched session.
-        let mut batch = sled::Batch::default();
+        let mut batch = Ops::default();
         for id in &touched {
             let mut prefix = Vec::with_capacity(17);
             prefix.push(P_SESSION_EVENT);
@@ -644,14 +725,14 @@ impl EventStore for SledStore {
                     .copied()
                     .collect();
                 if kept.is_empty() {
-                    batch.remove(k);
+                    batch.remove(k.to_vec());
                 } else if kept.len() != v.len() {
-                    batch.insert(k, kept);
+                    batch.insert(k.to_vec(), kept);
                 }
             }
         }
-        self.tree.apply_batch(batch)?;
-        let mut batch = sled::Batch::default();
+        self.commit(batch)?;
+        let mut batch = Ops::default();
         for id in &touched {
             if let Some(s) = self.load_summary(id)?
                 && s.last_seq <= tombstone.seq
@@ -667,10 +748,10 @@ impl EventStore for SledStore {
         upper.extend_from_slice(&tombstone.seq.to_be_bytes());
         for item in self.tree.range(vec![P_CHECKPOINT]..upper) {
             let (k, _) = item?;
-            batch.remove(k);
+            batch.remove(k.to_vec());
             stats.checkpoints = stats.checkpoints.saturating_add(1);
         }
-        self.tree.apply_batch(batch)?;
+        self.commit(batch)?;
         self.sync()?;
         Ok(stats)
     }
