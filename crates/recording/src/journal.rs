@@ -561,32 +561,46 @@ pub(crate) fn flush_round(
         }
         return Err(e);
     }
-    recycle(journal, &dir, current)?;
-    delete_segments_before(&dir, current)
+    recycle(journal, &dir, current)
 }
 
-/// Renames a flushed, preallocated segment to be the next spare, so that steady
-/// writing does not zero-fill a new file for every segment. Its old entries carry
-/// their old segment number, which replay reads as the end of the segment.
+/// Drops the segments before `current` (all their entries are in the flushed
+/// tree), renaming the newest of them to be the next spare when one is needed and
+/// it is preallocated, so that steady writing does not zero-fill a file per
+/// segment. Its old entries carry their old segment number, which replay reads as
+/// the end of the segment.
+///
+/// What is left on disk must stay a contiguous run of segments: replaying an
+/// older segment after a gap would put back values the tree has since replaced.
+/// So the older segments go first, in order, and the directory is synced before
+/// the newest one is renamed.
 fn recycle(journal: &Mutex<Journal>, dir: &Path, current: u64) -> Result<()> {
-    let (next, size) = {
+    let (wanted, size) = {
         let j = lock(journal)?;
-        if j.spare.is_some() || j.broken.is_some() || j.number != current {
-            return Ok(());
-        }
-        (current.saturating_add(1), j.segment_bytes)
+        let wanted = j.spare.is_none() && j.broken.is_none() && j.number == current;
+        (wanted, j.segment_bytes)
     };
-    let Some((_, old)) = segments(dir)?
+    let mut old: Vec<(u64, PathBuf)> = segments(dir)?
         .into_iter()
         .filter(|(n, _)| *n < current)
-        .find(|(_, p)| std::fs::metadata(p).is_ok_and(|m| m.len() >= size))
-    else {
+        .collect();
+    let reuse = match old.last() {
+        Some((_, p)) if wanted && std::fs::metadata(p).is_ok_and(|m| m.len() >= size) => old.pop(),
+        _ => None,
+    };
+    if !old.is_empty() {
+        for (_, path) in &old {
+            std::fs::remove_file(path)?;
+        }
+        sync_dir(dir)?;
+    }
+    let Some((_, path)) = reuse else {
         return Ok(());
     };
     // Only this thread creates segments after the first, and a switch needs a
-    // spare, so `next` is free and stays the number after the current segment.
-    let target = segment_path(dir, next);
-    std::fs::rename(&old, &target)?;
+    // spare, so the number after the current segment is free and stays so.
+    let target = segment_path(dir, current.saturating_add(1));
+    std::fs::rename(&path, &target)?;
     sync_dir(dir)?;
     let file = OpenOptions::new().write(true).open(&target)?;
     lock(journal)?.spare = Some(file);
@@ -613,12 +627,13 @@ fn close(journal: &Mutex<Journal>, flush_tree: &dyn Fn() -> Result<()>) -> Resul
 
 /// Deletes the segments numbered below `number`.
 pub(crate) fn delete_segments_before(dir: &Path, number: u64) -> Result<()> {
+    // In order, oldest first (see `recycle`).
     for (n, path) in segments(dir)? {
         if n < number {
             std::fs::remove_file(path)?;
         }
     }
-    Ok(())
+    sync_dir(dir)
 }
 
 #[cfg(test)]
