@@ -45,6 +45,20 @@ fn event(session: SessionId, seq: u64) -> Event {
     }
 }
 
+/// `n` records of one session chained after `head` (which advances), as export
+/// lines ending in a newline: what the raw baselines write.
+fn export_lines(head: &mut Head, session: SessionId, n: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let r = StoredEvent::chain(*head, i + 1, event(session, i + 1)).unwrap();
+            *head = r.head();
+            let mut line = r.to_json_line().into_bytes();
+            line.push(b'\n');
+            line
+        })
+        .collect()
+}
+
 fn recorder_run(
     rt: &tokio::runtime::Runtime,
     rec: &Recorder,
@@ -177,14 +191,7 @@ fn bench(c: &mut Criterion) {
                     b.iter_custom(|iters| {
                         // Records are built outside the timed part: the recorder's chaining
                         // and encoding cost is part of what the comparison shows.
-                        let mut records = Vec::with_capacity(iters as usize);
-                        for i in 0..iters {
-                            let r = StoredEvent::chain(head, i + 1, event(session, i + 1)).unwrap();
-                            head = r.head();
-                            let mut line = r.to_json_line().into_bytes();
-                            line.push(b'\n');
-                            records.push(line);
-                        }
+                        let records = export_lines(&mut head, session, iters);
                         let start = Instant::now();
                         let mut syncs = 0;
                         for chunk in records.chunks(batch as usize) {
@@ -220,16 +227,8 @@ fn bench(c: &mut Criterion) {
         let committer = Committer::start(&path);
         group.bench_function(BenchmarkId::new("raw_group", producers), |b| {
             b.iter_custom(|iters| {
-                let session = SessionId::new();
-                let mut lines = Vec::with_capacity(iters as usize);
                 let mut head = Head::GENESIS;
-                for i in 0..iters {
-                    let r = StoredEvent::chain(head, i + 1, event(session, i + 1)).unwrap();
-                    head = r.head();
-                    let mut line = r.to_json_line().into_bytes();
-                    line.push(b'\n');
-                    lines.push(line);
-                }
+                let lines = export_lines(&mut head, SessionId::new(), iters);
                 let syncs_before = committer.syncs();
                 let elapsed = rt.block_on(async {
                     let start = Instant::now();

@@ -398,11 +398,15 @@ impl Journal {
         // A zero header ends the old segment (a recycled file holds older bytes
         // after it), and entries of the old segment not synced yet (batched mode)
         // must not be overtaken by synced entries of the new one.
-        if let Err(e) = (&*self.file).write_all(&[0; HEADER]) {
-            self.broken = Some(format!("journal write failed: {e}"));
+        // After a failure here, later entries could land behind the terminator, where
+        // replay does not read: nothing more is written.
+        if let Err(e) = (&*self.file)
+            .write_all(&[0; HEADER])
+            .and_then(|()| self.file.sync_data())
+        {
+            self.broken = Some(format!("journal segment switch failed: {e}"));
             return Err(e.into());
         }
-        self.file.sync_data()?;
         if let Some(spare) = self.spare.take() {
             self.file = Arc::new(spare);
             self.number = self.number.saturating_add(1);
@@ -421,13 +425,6 @@ impl Journal {
     /// written so far durable, since a switch syncs the segment it leaves.
     pub(crate) fn current(&self) -> Arc<File> {
         self.file.clone()
-    }
-
-    /// Makes every written entry durable.
-    #[cfg(test)]
-    pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync_data()?;
-        Ok(())
     }
 }
 
@@ -649,6 +646,10 @@ mod tests {
         o
     }
 
+    fn numbers(dir: &Path) -> Vec<u64> {
+        segments(dir).unwrap().iter().map(|(n, _)| *n).collect()
+    }
+
     fn collect(dir: &Path) -> Result<(Vec<(u64, Ops)>, u64)> {
         let mut got = Vec::new();
         let (last, _) = replay(dir, |lsn, o| {
@@ -665,7 +666,7 @@ mod tests {
         for i in 1..=5 {
             assert_eq!(j.write(&ops(i)).unwrap(), u64::from(i));
         }
-        j.sync().unwrap();
+        j.current().sync_data().unwrap();
         let (got, last) = collect(dir.path()).unwrap();
         assert_eq!(last, 5);
         assert_eq!(got.len(), 5);
@@ -748,7 +749,7 @@ mod tests {
         prepare_spare(&journal).unwrap();
         flush_round(&journal, &flush).unwrap();
         assert_eq!(flushed.load(std::sync::atomic::Ordering::SeqCst), 0);
-        assert_eq!(segments(dir.path()).unwrap().len(), 1);
+        assert_eq!(numbers(dir.path()), [1]);
 
         journal.lock().unwrap().write(&ops(1)).unwrap();
         prepare_spare(&journal).unwrap();
@@ -760,14 +761,7 @@ mod tests {
         assert!(journal.lock().unwrap().preallocated);
         flush_round(&journal, &flush).unwrap();
         assert_eq!(flushed.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(
-            segments(dir.path())
-                .unwrap()
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>(),
-            [2]
-        );
+        assert_eq!(numbers(dir.path()), [2]);
         assert_eq!(std::fs::metadata(&spare).unwrap().len(), SEGMENT_BYTES);
         // The zeros after the last entry read as the end.
         let (got, last) = collect(dir.path()).unwrap();
@@ -808,14 +802,7 @@ mod tests {
         }
         // Segment 3 in use: 1 is deleted, 2 (preallocated, full of entries) becomes 4.
         flush_round(&journal, &flush).unwrap();
-        let numbers = || {
-            segments(dir.path())
-                .unwrap()
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(numbers(), [3, 4]);
+        assert_eq!(numbers(dir.path()), [3, 4]);
         assert!(journal.lock().unwrap().spare.is_some());
         // Replay: what segment 3 holds, nothing of the stale entries in 4.
         let (got, last) = collect(dir.path()).unwrap();

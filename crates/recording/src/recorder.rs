@@ -600,11 +600,22 @@ impl Writer {
                 }
             }
             if batch.shutdown.is_some() {
-                // Take everything still queued (handles stopped admitting), then finish.
-                while let Ok(m) = self.rx.try_recv() {
-                    batch.take(m, &self.shared);
+                // Handles stopped admitting before asking to shut down, but a call that
+                // passed its check just before may still be sending: write until the
+                // queue stays empty, then finish.
+                loop {
+                    while let Ok(m) = self.rx.try_recv() {
+                        batch.take(m, &self.shared);
+                    }
+                    self.write(batch, true, Some(CheckpointReason::Shutdown));
+                    match self.rx.try_recv() {
+                        Ok(m) => {
+                            batch = Batch::default();
+                            batch.take(m, &self.shared);
+                        }
+                        Err(_) => break,
+                    }
                 }
-                self.write(batch, true, Some(CheckpointReason::Shutdown));
                 break;
             }
             let force = batch.has_control();
