@@ -3,7 +3,9 @@
 # through the Portcullis HTTP gateway (JWT identity, HTTP policy and recording on), and
 # the same gateway with a sink that drops every event ("unrecorded": what recording costs;
 # BENCH_UNRECORDED=0 leaves it out).
-# wrk with 1 and 32 connections, runs alternated, throughput ratios and p50/p99 latency.
+# wrk with 1 and 32 connections, runs alternated, throughput ratios, p50/p99 latency, and the
+# CPU time each request cost the proxy (gateway threads or nginx) and the upstream.
+# BENCH_WORKERS sets the gateway's worker threads (default 1, like the one nginx worker).
 #
 #   benches/http_compare.sh            # DURATION=10s ROUNDS=2 by default
 #
@@ -71,22 +73,44 @@ CONF
 NGINX_PID=$!
 sleep 0.5
 
+# CPU time (clock ticks) used so far: "proxy upstream". The upstream is the runner's thread
+# named after the binary; every other runner thread (gateway workers, recorder, store) counts
+# as the proxy, and so does nginx. Only the path under test is busy during a run.
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_ticks() {
+  local proxy=0 upstream=0 t comm ticks
+  for t in /proc/"$RUNNER_PID"/task/* /proc/"$NGINX_PID"/task/*; do
+    comm=$(cat "$t/comm" 2>/dev/null) || continue
+    ticks=$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null) || continue
+    if [ "$comm" = http_bench ]; then upstream=$((upstream + ticks)); else proxy=$((proxy + ticks)); fi
+  done
+  echo "$proxy $upstream"
+}
+
 run() { # name conns url [header]
   local name=$1 conns=$2 url=$3 threads=1
   [ "$conns" -gt 1 ] && threads=2
-  local out
+  local out before after
+  before=$(cpu_ticks)
   if [ -n "${4:-}" ]; then
     out=$(wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -H "$4" "$url")
   else
     out=$(wrk -t"$threads" -c"$conns" -d"$DURATION" --latency "$url")
   fi
-  local rps p50 p99 non2xx
+  after=$(cpu_ticks)
+  local rps p50 p99 non2xx reqs cpu
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-10s c=%-3s rps=%-10s p50=%-9s p99=%-9s %s\n' "$name" "$conns" "$rps" "$p50" "$p99" "${non2xx:+non2xx=$non2xx}"
-  echo "$name $conns $rps" >>"$WORK/results"
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  # CPU per request in microseconds: proxy (gateway or nginx) and upstream.
+  cpu=$(awk -v b="$before" -v a="$after" -v r="$reqs" -v t="$TICK_US" 'BEGIN {
+    split(b, x, " "); split(a, y, " ");
+    printf "%.1f %.1f", (y[1] - x[1]) * t / r, (y[2] - x[2]) * t / r }')
+  printf '%-10s c=%-3s rps=%-10s p50=%-9s p99=%-9s cpu/req: proxy=%-5s upstream=%-5s us %s\n' \
+    "$name" "$conns" "$rps" "$p50" "$p99" ${cpu} "${non2xx:+non2xx=$non2xx}"
+  echo "$name $conns $rps ${cpu}" >>"$WORK/results"
 }
 
 # Sanity: each path answers 200.
@@ -106,11 +130,12 @@ for conns in 1 32; do
   done
 done
 
-echo "--- mean requests/s and ratio to direct"
-awk '{ sum[$1" "$2]+=$3; n[$1" "$2]++ }
+echo "--- mean requests/s, ratio to direct, and CPU per request (proxy, upstream)"
+awk '{ k=$1" "$2; sum[k]+=$3; px[k]+=$4; up[k]+=$5; n[k]++ }
      END {
        split("1 32", cs, " ");
        for (i in cs) { c=cs[i]; d=sum["direct "c]/n["direct "c];
-         for (name in sum) { split(name, p, " "); if (p[2]==c)
-           printf "%-10s c=%-3s %10.0f req/s  %.2fx of direct\n", p[1], c, sum[name]/n[name], (sum[name]/n[name])/d } } }' \
+         for (k in sum) { split(k, p, " "); if (p[2]==c)
+           printf "%-10s c=%-3s %10.0f req/s  %.2fx of direct  proxy %5.1f us/req  upstream %5.1f us/req\n",
+             p[1], c, sum[k]/n[k], (sum[k]/n[k])/d, px[k]/n[k], up[k]/n[k] } } }' \
   "$WORK/results" | sort -k2,2 -k1,1

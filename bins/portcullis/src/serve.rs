@@ -138,7 +138,12 @@ pub async fn serve(config: GatewayConfig, config_path: &str) -> Result<(), Strin
 
     if let Some(http) = &config.http {
         let listen = http.listen;
-        let gateway = HttpGateway::new(http.clone(), auth.clone(), pipeline.clone())
+        let mut http = http.clone();
+        // One worker thread per core unless configured: the HTTP path is CPU-bound.
+        http.workers = http
+            .workers
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()));
+        let gateway = HttpGateway::new(http, auth.clone(), pipeline.clone())
             .map_err(|e| format!("http: {e}"))?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await

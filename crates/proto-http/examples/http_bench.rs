@@ -4,8 +4,9 @@
 //! `gateway=ADDR` and `token=JWT`, then serves until stdin closes.
 //!
 //! The upstream runs on its own thread (its own single-threaded runtime, like an nginx
-//! worker) so that the gateway's runtime (`BENCH_WORKERS` threads, default 1) does not
-//! serve it. With `BENCH_UNRECORDED=1` a second gateway with the same identity and policy
+//! worker). The gateway serves on `BENCH_WORKERS` worker threads of its own (its `workers`
+//! setting, default 1: one thread, as the nginx it is compared with runs one worker;
+//! 0 serves on the runner's one-thread runtime instead). With `BENCH_UNRECORDED=1` a second gateway with the same identity and policy
 //! but a sink that drops every event is printed as `unrecorded=ADDR`: the difference is
 //! the cost of recording.
 
@@ -28,10 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|w| w.parse().ok())
         .unwrap_or(1);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(1)
         .enable_all()
         .build()?
-        .block_on(run())
+        .block_on(run(workers))
 }
 
 /// Drops every event (the `unrecorded` comparison gateway).
@@ -73,7 +74,7 @@ fn start_upstream() -> Result<std::net::SocketAddr, Box<dyn std::error::Error>> 
     Ok(addr)
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
+async fn run(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
     let upstream_addr = start_upstream()?;
 
     let identity: IdentityConfig = toml::from_str(
@@ -98,6 +99,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let config = HttpGatewayConfig::from_toml(&format!(
         r#"
+        workers = {workers}
         [[routes]]
         path_prefix = "/"
         target = "api"

@@ -69,6 +69,12 @@ pub struct HttpGatewayConfig {
     /// Client-facing TLS; plain HTTP when absent.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// Threads that serve connections, each with a single-threaded runtime and its own
+    /// upstream connection pools, all accepting from the one listener (as nginx workers
+    /// do). Unset or 0: [`crate::HttpGateway::serve`] serves on the caller's runtime (the
+    /// `portcullis` binary starts one worker per core when it is unset).
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -286,6 +292,9 @@ impl HttpGatewayConfig {
                 "max_header_bytes",
                 "must be at least 8192",
             ));
+        }
+        if self.workers.is_some_and(|w| w > 256) {
+            return Err(HttpError::config("workers", "must be at most 256"));
         }
         if self.header_read_timeout.is_zero() {
             return Err(HttpError::config("header_read_timeout", "must be positive"));

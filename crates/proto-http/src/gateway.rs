@@ -59,6 +59,8 @@ struct Inner {
     shared: Shared,
     routes: Vec<Route>,
     auth: Authenticator,
+    /// The pipeline as given to [`HttpGateway::new`], to build each worker's gateway.
+    given: Pipeline,
 }
 
 /// The HTTP API gateway: authenticates each request, routes it to a target, decides it
@@ -88,6 +90,7 @@ impl HttpGateway {
         pipeline: Pipeline,
     ) -> Result<Self, HttpError> {
         config.validate()?;
+        let given = pipeline.clone();
         let mut policy = HttpPolicy::new(Some(pipeline.policy.clone()));
         let mut targets = HashMap::new();
         for (name, t) in &config.targets {
@@ -149,6 +152,7 @@ impl HttpGateway {
                 shared,
                 routes,
                 auth: authenticator,
+                given,
             }),
         })
     }
@@ -193,7 +197,93 @@ impl HttpGateway {
     /// lets requests in flight finish (at most 30 s). HTTP/1.1 and HTTP/2 (h2c, or ALPN with
     /// `tls`); request heads larger than `max_header_bytes` get 431; a client that does not
     /// send a complete head within `header_read_timeout` is disconnected.
+    ///
+    /// Without `workers` connections are served on the caller's runtime; with `workers = N`
+    /// on N threads of their own, each running a single-threaded runtime with its own upstream
+    /// connection pools and accepting from `listener`: a request and its upstream connection
+    /// stay on one thread, with no hand-over between threads (what nginx workers do). A worker
+    /// that stops with an error stops the others; the first error is returned.
     pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), HttpError> {
+        match self.inner.config.workers {
+            None | Some(0) => self.serve_here(listener, shutdown).await,
+            Some(n) => self.serve_on_workers(n, listener, shutdown).await,
+        }
+    }
+
+    /// [`HttpGateway::serve`] on `n` dedicated threads.
+    async fn serve_on_workers(
+        self,
+        n: usize,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), HttpError> {
+        use futures::StreamExt;
+        let listener = listener.into_std().map_err(HttpError::Listen)?;
+        // Dropping `stop` (an early return below) stops the workers already started too.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut running = futures::stream::FuturesUnordered::new();
+        for i in 0..n {
+            // Built per worker: its upstream pools spawn their connections on its runtime.
+            let gateway = Self::new(
+                self.inner.config.clone(),
+                self.inner.auth.clone(),
+                self.inner.given.clone(),
+            )?;
+            let listener = listener.try_clone().map_err(HttpError::Listen)?;
+            let mut stopped = stopped.clone();
+            let (done, finished) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("portcullis-http-{i}"))
+                .spawn(move || {
+                    let result = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| HttpError::Internal(format!("worker runtime: {e}")))
+                        .and_then(|rt| {
+                            rt.block_on(async move {
+                                let listener =
+                                    TcpListener::from_std(listener).map_err(HttpError::Listen)?;
+                                let stop = async move {
+                                    let _ = stopped.wait_for(|s| *s).await;
+                                };
+                                gateway.serve_here(listener, stop).await
+                            })
+                        });
+                    let _ = done.send(result);
+                })
+                .map_err(|e| HttpError::Internal(format!("cannot start worker thread: {e}")))?;
+            running.push(finished);
+        }
+        drop(listener);
+        let worker_result = |r: Result<Result<(), HttpError>, _>| {
+            r.unwrap_or_else(|_| Err(HttpError::Internal("worker thread ended abruptly".into())))
+        };
+        let mut result = Ok(());
+        tokio::pin!(shutdown);
+        tokio::select! {
+            () = &mut shutdown => {}
+            Some(early) = running.next() => {
+                result = worker_result(early);
+                if result.is_ok() {
+                    result = Err(HttpError::Internal("a worker stopped serving".into()));
+                }
+            }
+        }
+        let _ = stop.send(true);
+        while let Some(r) = running.next().await {
+            if let (Ok(()), Err(e)) = (&result, worker_result(r)) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// [`HttpGateway::serve`] on the caller's runtime.
+    async fn serve_here(
         self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,

@@ -634,3 +634,31 @@ async fn bad_input_and_upstream_failures_stay_isolated() {
     };
     assert_eq!(completion.tag.as_deref(), Some("504"));
 }
+
+/// The harness serves on two worker threads: every connection is served whichever worker
+/// accepts it, and shutting down stops both and closes the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_serve_every_connection_and_stop_together() {
+    let h = start().await;
+    let mut served = Vec::new();
+    for i in 0..16 {
+        // A fresh client each time: a new connection, accepted by either worker.
+        let answer = client()
+            .request(
+                hyper::Request::get(h.url(&format!("/app/echo/{i}")))
+                    .header("authorization", format!("Bearer {}", h.token))
+                    .body(Full::new(bytes::Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        served.push(answer.status().as_u16());
+    }
+    assert_eq!(served, [200; 16]);
+    let addr = h.addr;
+    h.shut_down().await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener still open after shutdown"
+    );
+}

@@ -252,6 +252,7 @@ impl Recorder {
             options,
             unsynced: 0,
             oldest_unsynced: None,
+            spare: Vec::new(),
         };
         let join = std::thread::Builder::new()
             .name("portcullis-recorder".into())
@@ -535,6 +536,9 @@ struct Writer {
     unsynced: usize,
     /// Batched mode: queue time of the oldest unsynced event.
     oldest_unsynced: Option<Instant>,
+    /// The last batch's event vector, emptied: reused so that a batch does not grow a fresh
+    /// vector (and fault in fresh pages) every time.
+    spare: Vec<Event>,
 }
 
 impl Writer {
@@ -574,7 +578,10 @@ impl Writer {
                 }
                 None => self.rx.recv().ok(),
             };
-            let mut batch = Batch::default();
+            let mut batch = Batch {
+                events: std::mem::take(&mut self.spare),
+                ..Batch::default()
+            };
             let Some(first) = msg else {
                 // Every handle is gone: sync what is pending and stop.
                 self.write(batch, true, Some(CheckpointReason::Shutdown));
@@ -664,9 +671,12 @@ impl Writer {
             if n == 0 && !sync {
                 Ok(())
             } else {
-                self.append_and_sync(events, sync, oldest, checkpoint)
+                self.append_and_sync(&events, sync, oldest, checkpoint)
             }
         };
+        let mut events = events;
+        events.clear();
+        self.spare = events;
         if let Err(m) = &result {
             self.fail(m);
         }
@@ -679,7 +689,7 @@ impl Writer {
 
     fn append_and_sync(
         &mut self,
-        events: Vec<Event>,
+        events: &[Event],
         sync: bool,
         oldest: Option<Instant>,
         checkpoint: Option<CheckpointReason>,
@@ -689,7 +699,7 @@ impl Writer {
         let appended = if events.is_empty() {
             None
         } else {
-            Some(store.append(&events).map_err(|e| e.to_string())?)
+            Some(store.append(events).map_err(|e| e.to_string())?)
         };
         let mut signed = None;
         if let (Some(s), Some(reason)) = (&self.signing, checkpoint) {

@@ -254,6 +254,21 @@ pub struct Harness {
     pub upstream: SocketAddr,
     pub nginx: Nginx,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), portcullis_proto_http::HttpError>>>,
+}
+
+impl Harness {
+    /// Stops the gateway and waits for `serve` to return (at most 10 s).
+    pub async fn shut_down(mut self) -> Result<(), portcullis_proto_http::HttpError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let served = self.served.take().expect("served");
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("serve returned within 10 s")
+            .expect("serve did not panic")
+    }
 }
 
 impl Drop for Harness {
@@ -272,6 +287,7 @@ pub fn gateway_toml(
 ) -> String {
     format!(
         r#"
+workers = 2
 record_body_bytes = 512
 header_read_timeout = "1s"
 max_header_bytes = 16384
@@ -404,7 +420,7 @@ pub async fn start_with(pipeline_hook: impl FnOnce(Pipeline) -> Pipeline) -> Har
     let gateway = HttpGateway::new(config, auth.clone(), pipeline).unwrap();
     let (l, addr) = free_listener().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gateway.serve(l, async move {
+    let served = tokio::spawn(gateway.serve(l, async move {
         let _ = stopped.await;
     }));
     Harness {
@@ -417,6 +433,7 @@ pub async fn start_with(pipeline_hook: impl FnOnce(Pipeline) -> Pipeline) -> Har
         upstream,
         nginx,
         stop: Some(stop),
+        served: Some(served),
     }
 }
 
