@@ -213,7 +213,36 @@ impl HttpGateway {
             Some(n) => self.serve_on_workers(n, listener, shutdown).await,
         }
     }
+}
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps a timer due within [`TIMER_TICK`] on the serving runtime, forever.
+///
+/// tokio wakes its I/O driver (an `eventfd` write, then one more `epoll_wait` round)
+/// whenever a new timer is due before every timer it knew of when it last parked. Each
+/// request head arms one (`header_read_timeout`); with no earlier timer pending, every
+/// request paid that wake-up. With this tick pending, request timers (seconds away) come
+/// after it and are inserted without waking anything.
+async fn keep_timer_due() {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
+/// Period of [`keep_timer_due`]: shorter than any request timeout worth having.
+const TIMER_TICK: Duration = Duration::from_millis(250);
+
+impl HttpGateway {
     /// [`HttpGateway::serve`] on `n` dedicated threads.
     async fn serve_on_workers(
         self,
@@ -305,6 +334,7 @@ impl HttpGateway {
             .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX));
         let builder = Arc::new(builder);
         let router = self.router();
+        let _ticker = AbortOnDrop(tokio::spawn(keep_timer_due()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let handshake_timeout = cfg.header_read_timeout;
         tokio::pin!(shutdown);
