@@ -9,7 +9,9 @@
 //!   a named header or an mTLS client certificate), forwards it over pooled HTTP/1.1 or HTTP/2
 //!   connections with timeouts and safe retries, and streams the response back through the
 //!   JSON masker and the pipeline's output hooks into the recording. WebSocket and other
-//!   upgrades are passed through and recorded as a stream.
+//!   upgrades are passed through and recorded as a stream. With `workers = N` it serves on N
+//!   threads of its own (a single-threaded runtime and upstream pools each, one shared
+//!   listener); without, on the caller's runtime.
 //! - [`HttpPolicy`]: method, path (`/api/v1/*/pods/**`, `/users/{id}`), query and header rules
 //!   as a [`portcullis_core::CommandPolicy`].
 //! - [`JsonMasker`]: a streaming JSON masker with bounded state (`$.users[*].email`, `**.password`).
