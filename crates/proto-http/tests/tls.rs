@@ -215,4 +215,12 @@ async fn mtls_credential_and_http2_upstream() {
         Ok(()) => {}
         other => panic!("{other:?}"),
     }
+    // Worker threads: bounded, and named in the error.
+    bad.workers = Some(257);
+    match bad.validate() {
+        Err(HttpError::Config { key, .. }) => assert_eq!(key, "workers"),
+        other => panic!("{other:?}"),
+    }
+    bad.workers = Some(0);
+    assert!(bad.validate().is_ok(), "0 serves on the caller's runtime");
 }
