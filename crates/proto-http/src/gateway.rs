@@ -167,6 +167,14 @@ impl HttpGateway {
     /// any hyper server that supports upgrades; the client address is taken from
     /// `ConnectInfo<SocketAddr>` when present.
     pub fn router(&self) -> Router {
+        Router::new()
+            .fallback(handle)
+            .with_state(self.inner.clone())
+            .layer(self.auth_layer())
+    }
+
+    /// The identity layer, recording every refusal.
+    fn auth_layer(&self) -> AuthLayer {
         let sink = self.inner.shared.sink.clone();
         // Failed authentications are audit events too (AU-2): recorded without waiting, so a
         // flood of bad credentials cannot hold requests up behind the recorder.
@@ -187,10 +195,7 @@ impl HttpGateway {
                 tracing::error!(error = %e, "authentication refusal not recorded");
             }
         };
-        Router::new()
-            .fallback(handle)
-            .with_state(self.inner.clone())
-            .layer(AuthLayer::new(self.inner.auth.clone()).on_refusal(record_refusal))
+        AuthLayer::new(self.inner.auth.clone()).on_refusal(record_refusal)
     }
 
     /// Accepts connections on `listener` until `shutdown` resolves, then stops accepting and
@@ -333,7 +338,15 @@ impl HttpGateway {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX));
         let builder = Arc::new(builder);
-        let router = self.router();
+        // The router's flow without axum's routing: every request goes to `handle`.
+        let inner = self.inner.clone();
+        let app = tower::Layer::layer(
+            &self.auth_layer(),
+            tower::service_fn(move |req: Request<Body>| {
+                let gw = inner.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(State(gw), req).await) }
+            }),
+        );
         let _ticker = AbortOnDrop(tokio::spawn(keep_timer_due()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let handshake_timeout = cfg.header_read_timeout;
@@ -359,9 +372,9 @@ impl HttpGateway {
                 .map_request(move |mut r: Request<hyper::body::Incoming>| {
                     r.extensions_mut().insert(ConnectInfo(peer));
                     r.extensions_mut().insert(sessions.clone());
-                    r
+                    r.map(Body::new)
                 })
-                .service(router.clone());
+                .service(app.clone());
             let svc = TowerToHyperService::new(svc);
             let builder = builder.clone();
             match &tls {
