@@ -5,10 +5,10 @@
 //!
 //! The upstream runs on its own thread (its own single-threaded runtime, like an nginx
 //! worker). The gateway serves on `BENCH_WORKERS` worker threads of its own (its `workers`
-//! setting, default 1: one thread, as the nginx it is compared with runs one worker;
-//! 0 serves on the runner's one-thread runtime instead). With `BENCH_UNRECORDED=1` a second gateway with the same identity and policy
-//! but a sink that drops every event is printed as `unrecorded=ADDR`: the difference is
-//! the cost of recording.
+//! setting, default 1: one thread, as the nginx it is compared with runs one worker; 0
+//! serves on the runner's one-thread runtime instead). With `BENCH_UNRECORDED=1` a second
+//! gateway with the same identity and policy but a sink that drops every event is printed
+//! as `unrecorded=ADDR`: the difference is the cost of recording.
 
 use std::sync::Arc;
 use std::time::Duration;

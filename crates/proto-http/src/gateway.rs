@@ -261,7 +261,9 @@ impl HttpGateway {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut running = futures::stream::FuturesUnordered::new();
         for i in 0..n {
-            // Built per worker: its upstream pools spawn their connections on its runtime.
+            // One gateway (and so one set of upstream pools) per worker: a pool spawns its
+            // connections on the runtime that uses it, and the caller's gateway may still be
+            // serving elsewhere (it is `Clone`; `router()`).
             let gateway = Self::new(
                 self.inner.config.clone(),
                 self.inner.auth.clone(),

@@ -567,21 +567,15 @@ impl Writer {
                         Err(RecvTimeoutError::Disconnected) => None,
                         Err(RecvTimeoutError::Timeout) => {
                             let interval = checkpoint_at.is_some_and(|c| c <= Instant::now());
-                            self.write(
-                                Batch::default(),
-                                true,
-                                interval.then_some(CheckpointReason::Interval),
-                            );
+                            let batch = self.new_batch();
+                            self.write(batch, true, interval.then_some(CheckpointReason::Interval));
                             continue;
                         }
                     }
                 }
                 None => self.rx.recv().ok(),
             };
-            let mut batch = Batch {
-                events: std::mem::take(&mut self.spare),
-                ..Batch::default()
-            };
+            let mut batch = self.new_batch();
             let Some(first) = msg else {
                 // Every handle is gone: sync what is pending and stop.
                 self.write(batch, true, Some(CheckpointReason::Shutdown));
@@ -617,7 +611,7 @@ impl Writer {
                     self.write(batch, true, Some(CheckpointReason::Shutdown));
                     match self.rx.try_recv() {
                         Ok(m) => {
-                            batch = Batch::default();
+                            batch = self.new_batch();
                             batch.take(m, &self.shared);
                         }
                         Err(_) => break,
@@ -630,10 +624,18 @@ impl Writer {
         }
     }
 
+    /// An empty batch holding the last batch's event vector.
+    fn new_batch(&mut self) -> Batch {
+        Batch {
+            events: std::mem::take(&mut self.spare),
+            ..Batch::default()
+        }
+    }
+
     /// Appends the batch, syncs when required, then answers everyone waiting on it.
     fn write(&mut self, batch: Batch, force_sync: bool, hint: Option<CheckpointReason>) {
         let Batch {
-            events,
+            mut events,
             acks,
             permits,
             oldest,
@@ -674,7 +676,6 @@ impl Writer {
                 self.append_and_sync(&events, sync, oldest, checkpoint)
             }
         };
-        let mut events = events;
         events.clear();
         self.spare = events;
         if let Err(m) = &result {
