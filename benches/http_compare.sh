@@ -5,7 +5,8 @@
 # BENCH_UNRECORDED=0 leaves it out).
 # wrk with 1 and 32 connections, runs alternated, throughput ratios, p50/p99 latency, and the
 # CPU time each request cost the proxy (gateway threads or nginx) and the upstream.
-# BENCH_WORKERS sets the gateway's worker threads (default 1, like the one nginx worker).
+# BENCH_WORKERS sets the gateway's worker threads (default 1, like the one nginx worker);
+# BENCH_WRITER_PRIORITY=idle runs the recorder's writer at idle priority.
 #
 #   benches/http_compare.sh            # DURATION=10s ROUNDS=2 by default
 #

@@ -138,6 +138,7 @@ fn fixture() -> Fx {
                     flush_interval: Duration::from_millis(50),
                     flush_events: 100,
                     queue_capacity: 16,
+                    writer_priority: portcullis_recording::WriterPriority::Normal,
                 },
                 key,
                 CheckpointPolicy {

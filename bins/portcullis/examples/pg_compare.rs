@@ -4,7 +4,10 @@
 //! Run with `benches/pg_compare.sh` (builds the release gateway first), or:
 //! `cargo run --release -p portcullis --example pg_compare`.
 //! Environment: `BENCH_SECONDS` (per run, default 10), `BENCH_ROUNDS` (default 3),
-//! `BENCH_DURABILITY` (`batched` or `strict`, default batched). The gateway serves two
+//! `BENCH_DURABILITY` (`batched` or `strict`, default batched), `BENCH_WRITER_PRIORITY`
+//! (the recorder's `writer_priority`, `normal` or `idle`, default normal). `BENCH_PATHS` naming
+//! `idle` adds a third gateway, recorded with `writer_priority = "idle"`, as path `idle`.
+//! The gateway serves two
 //! targets on the same database: `bench` (recording and policy) and `bench_masked` (the
 //! same plus every built-in masking detector), measured side by side.
 //! With `PORTCULLIS_UNRECORDED_BIN` naming a gateway built with the
@@ -147,6 +150,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let durability = std::env::var("BENCH_DURABILITY").unwrap_or_else(|_| "batched".into());
+    let priority = std::env::var("BENCH_WRITER_PRIORITY").unwrap_or_else(|_| "normal".into());
     if !gateway_bin().exists() {
         panic!(
             "{} not found: build it with cargo build --release -p portcullis",
@@ -186,17 +190,29 @@ fn main() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let recording = format!(
-        "path = \"{}\"\ndurability = \"{durability}\"",
+        "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"{priority}\"",
         dir.path().join("recording").display()
     );
     let (_gateway, gw_port) = start_gateway(&gateway_bin(), dir.path(), &pg, &recording);
     let unrecorded_dir = tempfile::tempdir().unwrap();
     let unrecorded = std::env::var_os("PORTCULLIS_UNRECORDED_BIN").map(|bin| {
         let recording = format!(
-            "store = \"discard:\"\nsigning_key = \"{}\"\ndurability = \"{durability}\"",
+            "store = \"discard:\"\nsigning_key = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"{priority}\"",
             unrecorded_dir.path().join("signing-key.pem").display()
         );
         start_gateway(Path::new(&bin), unrecorded_dir.path(), &pg, &recording)
+    });
+    // A third gateway, recorded with the writer at idle priority, when BENCH_PATHS asks for
+    // the `idle` path: both priorities side by side in one run.
+    let wants_idle =
+        std::env::var("BENCH_PATHS").is_ok_and(|p| p.split(',').any(|p| p.trim() == "idle"));
+    let idle_dir = tempfile::tempdir().unwrap();
+    let idle = wants_idle.then(|| {
+        let recording = format!(
+            "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"idle\"",
+            idle_dir.path().join("recording").display()
+        );
+        start_gateway(&gateway_bin(), idle_dir.path(), &pg, &recording)
     });
     let token = {
         let out = Command::new(gateway_bin())
@@ -243,6 +259,9 @@ fn main() {
     if let Some((_, port)) = &unrecorded {
         paths.push(("unrecorded", *port, "bench", token.as_str(), "bench"));
     }
+    if let Some((_, port)) = &idle {
+        paths.push(("idle", *port, "bench", token.as_str(), "bench"));
+    }
     // BENCH_PATHS=portcullis,unrecorded (say) runs only those paths; BENCH_SCENARIOS=1,2
     // only those scenarios (numbered from 1), for longer A/B series.
     let only = |var: &str| -> Option<Vec<String>> {
@@ -265,7 +284,7 @@ fn main() {
 
     println!(
         "PostgreSQL comparison: {seconds}s per run, {rounds} alternating rounds, median shown; \
-         portcullis = recording ({durability}) + policy; masked = recording + every masking detector"
+         portcullis = recording ({durability}, {priority} writer) + policy; masked = recording + every masking detector"
     );
     for (name, args) in &scenarios {
         let mut results: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
@@ -303,20 +322,23 @@ fn main() {
                 (lat("masked") - lat("direct")) * 1000.0
             );
         }
-        if results.contains_key("unrecorded") && results.contains_key("portcullis") {
-            let pairs: Vec<String> = results["portcullis"]
+        for recorded in ["portcullis", "idle"] {
+            if !(results.contains_key("unrecorded") && results.contains_key(recorded)) {
+                continue;
+            }
+            let pairs: Vec<String> = results[recorded]
                 .0
                 .iter()
                 .zip(&results["unrecorded"].0)
                 .map(|(a, b)| format!("{:.3}", a / b))
                 .collect();
-            println!("  portcullis/unrecorded per round: {}", pairs.join(" "));
+            println!("  {recorded}/unrecorded per round: {}", pairs.join(" "));
             println!(
-                "  recording: portcullis/unrecorded = {:.3}x (recording costs {:.1}% of the rate), \
+                "  recording: {recorded}/unrecorded = {:.3}x (recording costs {:.1}% of the rate), \
                  added mean latency {:.1} us",
-                tps("portcullis") / tps("unrecorded"),
-                (1.0 - tps("portcullis") / tps("unrecorded")) * 100.0,
-                (lat("portcullis") - lat("unrecorded")) * 1000.0
+                tps(recorded) / tps("unrecorded"),
+                (1.0 - tps(recorded) / tps("unrecorded")) * 100.0,
+                (lat(recorded) - lat("unrecorded")) * 1000.0
             );
         }
     }

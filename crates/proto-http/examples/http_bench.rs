@@ -8,7 +8,8 @@
 //! setting, default 1: one thread, as the nginx it is compared with runs one worker; 0
 //! serves on the runner's one-thread runtime instead). With `BENCH_UNRECORDED=1` a second
 //! gateway with the same identity and policy but a sink that drops every event is printed
-//! as `unrecorded=ADDR`: the difference is the cost of recording.
+//! as `unrecorded=ADDR`: the difference is the cost of recording. `BENCH_WRITER_PRIORITY=idle`
+//! runs the recorder's writer at idle priority (`writer_priority = "idle"`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use portcullis_core::{BoxFuture, Event, EventSink, Pipeline};
 use portcullis_identity::{Authenticator, IdentityConfig};
 use portcullis_proto_http::{HttpGateway, HttpGatewayConfig};
-use portcullis_recording::{Durability, Recorder, RecordingConfig};
+use portcullis_recording::{Durability, Recorder, RecordingConfig, WriterPriority};
 use std::io::Read;
 
 /// The allocator the `portcullis` binary uses, so the numbers are the binary's.
@@ -95,6 +96,9 @@ async fn run(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
         });
     let mut rc = RecordingConfig::new(&dir);
     rc.durability = Durability::Batched;
+    if std::env::var("BENCH_WRITER_PRIORITY").is_ok_and(|p| p == "idle") {
+        rc.writer_priority = WriterPriority::Idle;
+    }
     let recorder = Recorder::open(&rc)?;
 
     let config = HttpGatewayConfig::from_toml(&format!(

@@ -8,7 +8,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use http::header::{CONNECTION, HOST, UPGRADE};
+use http::header::{
+    CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,16 +31,17 @@ use crate::session::{ConnectionSessions, HttpSession};
 use crate::upstream::{Upstream, provider};
 
 /// Headers that belong to one connection and are never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Parsed once: removing by `&str` would parse each name on every request.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 struct Route {
@@ -536,8 +540,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(name);
         }
     }
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
     }
 }
 
@@ -561,7 +565,7 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
     let mut req = req;
     let upgrade = wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let admitted = match admit(
         &gw.shared,
         &target.rules,
@@ -581,12 +585,18 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
         Ok(u) => u,
         Err(e) => return fail(admitted.session, admitted.hooks, &e),
     };
-    let mut headers = parts.headers.clone();
+    // The request's headers are not needed after admission: moved, not copied.
+    let mut headers = std::mem::take(&mut parts.headers);
+    let upgrade_value = if upgrade {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    };
     strip_hop_by_hop(&mut headers, upgrade);
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        if let Some(u) = parts.headers.get(UPGRADE) {
-            headers.insert(UPGRADE, u.clone());
+        if let Some(u) = upgrade_value {
+            headers.insert(UPGRADE, u);
         }
     }
     for h in &target.strip_headers {
@@ -610,7 +620,7 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request<Body>) -> Response<Bo
         headers.insert(name.clone(), value.expose().clone());
     }
     let mut upstream_req = Request::new(admitted.body);
-    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.method_mut() = parts.method;
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = headers;
     *upstream_req.version_mut() = Version::HTTP_11;

@@ -38,6 +38,7 @@ fn options() -> RecorderOptions {
         flush_interval: Duration::from_millis(50),
         flush_events: 1000,
         queue_capacity: 4096,
+        writer_priority: portcullis_recording::WriterPriority::Normal,
     }
 }
 

@@ -102,6 +102,7 @@ fn main() {
                 flush_interval: Duration::from_millis(50),
                 flush_events: 1000,
                 queue_capacity: 4096,
+                writer_priority: portcullis_recording::WriterPriority::Normal,
             },
         )
         .unwrap();

@@ -3,8 +3,10 @@
 //! check the store afterwards.
 //!
 //! ```text
-//! crash_writer <store dir> <strict|batched> <producers> <flush interval ms> [pause µs between records]
+//! crash_writer <store dir> <strict|batched> <producers> <flush interval ms> [pause µs between records] [normal|idle]
 //! ```
+//!
+//! The last argument is the writer's `writer_priority` (default normal).
 //!
 //! Each producer records into its own session; after `record()` resolves it
 //! prints `ack <session id> <command seq> <unix µs>` and flushes stdout.
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::{Command, Decision, Event, EventKind, SessionId, SqlVia, Timestamp};
-use portcullis_recording::{Durability, Recorder, RecordingConfig};
+use portcullis_recording::{Durability, Recorder, RecordingConfig, WriterPriority};
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, name: &str) -> Result<T, String> {
     args.get(i)
@@ -38,6 +40,15 @@ fn main() -> Result<(), String> {
     } else {
         0
     };
+    let writer_priority = match args.get(6).map(String::as_str) {
+        None | Some("normal") => WriterPriority::Normal,
+        Some("idle") => WriterPriority::Idle,
+        Some(other) => {
+            return Err(format!(
+                "writer priority must be normal or idle, not {other}"
+            ));
+        }
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -49,6 +60,7 @@ fn main() -> Result<(), String> {
         config.durability = durability;
         config.flush_interval = Duration::from_millis(interval_ms);
         config.flush_events = 1_000_000;
+        config.writer_priority = writer_priority;
         let recorder = Recorder::open(&config).map_err(|e| e.to_string())?;
         let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
         let mut tasks = Vec::new();

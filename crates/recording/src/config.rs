@@ -21,6 +21,21 @@ pub enum Durability {
     Batched,
 }
 
+/// The scheduling priority of the recorder's writer thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriterPriority {
+    /// The same priority as the threads that serve connections.
+    #[default]
+    Normal,
+    /// Linux `SCHED_IDLE`: the writer runs when a core would otherwise be idle, so it
+    /// does not take a core from a connection at the wrong moment. Under full CPU load
+    /// it gets little time until its queue fills and `record()` waits for room; in
+    /// batched mode `flush_interval` then becomes a target rather than a bound. Ignored,
+    /// with a warning, where the platform does not support it.
+    Idle,
+}
+
 /// The `[recording]` section of the gateway configuration.
 ///
 /// The store is either the embedded sled directory `path` or a shared
@@ -34,6 +49,7 @@ pub enum Durability {
 /// flush_interval = "50ms"   # batched: longest time an acknowledged event stays unsynced
 /// flush_events = 1000       # batched: most events between two syncs
 /// queue_capacity = 4096     # events admitted by record() and not yet written
+/// writer_priority = "normal"  # or "idle": the writer runs only on otherwise idle CPU
 /// signing_key = "/etc/portcullis/signing-key.pem"  # default: <path>/signing-key.pem
 /// checkpoint_events = 1000  # sign the chain head at least every this many events
 /// checkpoint_interval = "10s"  # ... and this often while events arrive
@@ -69,6 +85,9 @@ pub struct RecordingConfig {
     /// `record()` waits for room beyond this.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// The writer thread's scheduling priority.
+    #[serde(default)]
+    pub writer_priority: WriterPriority,
     /// Ed25519 key that signs checkpoints (PKCS#8 PEM, created with mode 0600 on first
     /// start); default `signing-key.pem` inside `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +194,7 @@ impl RecordingConfig {
             flush_interval: default_flush_interval(),
             flush_events: default_flush_events(),
             queue_capacity: default_queue_capacity(),
+            writer_priority: WriterPriority::default(),
             signing_key: None,
             checkpoint_events: default_checkpoint_events(),
             checkpoint_interval: default_checkpoint_interval(),
@@ -311,7 +331,16 @@ mod tests {
         assert_eq!(c.flush_interval, Duration::from_millis(20));
         assert_eq!(c.queue_capacity, 4096);
         assert_eq!(c.flush_events, 1000);
+        assert_eq!(c.writer_priority, WriterPriority::Normal);
         c.validate().unwrap();
+
+        let idle: RecordingConfig =
+            toml::from_str("path = \"p\"\nwriter_priority = \"idle\"").unwrap();
+        assert_eq!(idle.writer_priority, WriterPriority::Idle);
+        let bad = toml::from_str::<RecordingConfig>("path = \"p\"\nwriter_priority = \"low\"")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("unknown variant"), "{bad}");
 
         let strict: RecordingConfig = toml::from_str(r#"path = "p""#).unwrap();
         assert_eq!(strict, RecordingConfig::new("p"));

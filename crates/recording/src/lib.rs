@@ -86,7 +86,7 @@ pub mod signing;
 pub use backend::open_store;
 pub use config::{
     Durability, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY, RecordingConfig, RetentionConfig,
-    StoreLocation,
+    StoreLocation, WriterPriority,
 };
 pub use error::{RecordingError, Result};
 pub use pg_store::{ChainInfo, PgStore};

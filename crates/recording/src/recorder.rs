@@ -28,7 +28,7 @@ use crate::evidence::{AnchorKind, KeySource, WalkInput, paged, walk};
 use crate::signing::signing_key_path;
 use crate::{
     Checkpoint, CheckpointReason, Durability, EventStore, Head, PublicKeyRecord, RecordingConfig,
-    RecordingError, Result, SigningKey,
+    RecordingError, Result, SigningKey, WriterPriority,
 };
 
 /// When the recorder signs the chain head (besides session close and shutdown).
@@ -67,6 +67,8 @@ pub struct RecorderOptions {
     pub flush_events: usize,
     /// Events admitted and not yet written.
     pub queue_capacity: usize,
+    /// The writer thread's scheduling priority.
+    pub writer_priority: WriterPriority,
 }
 
 impl From<&RecordingConfig> for RecorderOptions {
@@ -76,6 +78,7 @@ impl From<&RecordingConfig> for RecorderOptions {
             flush_interval: c.flush_interval,
             flush_events: c.flush_events,
             queue_capacity: c.queue_capacity,
+            writer_priority: c.writer_priority,
         }
     }
 }
@@ -543,6 +546,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
+        set_priority(self.options.writer_priority);
         loop {
             let flush_at = self
                 .oldest_unsynced
@@ -765,6 +769,40 @@ const TAIL_WINDOW: u64 = 100_000;
 
 /// Verifies the records after the last checkpoint and signs the head if it is
 /// not signed yet.
+/// Applies `priority` to the calling thread (the writer). A priority that cannot be
+/// applied is logged and recording goes on: it changes when the writer runs, never
+/// what it writes.
+fn set_priority(priority: WriterPriority) {
+    if priority == WriterPriority::Normal {
+        return;
+    }
+    match idle_priority() {
+        Ok(()) => tracing::info!("recorder writer runs at idle priority (SCHED_IDLE)"),
+        Err(e) => {
+            tracing::warn!(error = %e, "recorder writer priority not applied; it stays normal")
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn idle_priority() -> std::result::Result<(), String> {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
+    .map_err(|e| format!("{e:?}"))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn idle_priority() -> std::result::Result<(), String> {
+    Err("SCHED_IDLE is a Linux scheduling policy".into())
+}
+
 fn sign_unsigned_tail(store: &dyn EventStore, key: &SigningKey, chain: &str) -> Result<()> {
     let head = store.head()?;
     let base = store.base()?;

@@ -57,6 +57,7 @@ async fn python_script_verifies_checkpoint_signatures() {
             flush_interval: Duration::from_millis(50),
             flush_events: 100,
             queue_capacity: 16,
+            writer_priority: portcullis_recording::WriterPriority::Normal,
         },
         key,
         CheckpointPolicy {

@@ -25,6 +25,7 @@ fn options(durability: Durability) -> RecorderOptions {
         flush_interval: Duration::from_millis(20),
         flush_events: 1000,
         queue_capacity: 256,
+        writer_priority: portcullis_recording::WriterPriority::Normal,
     }
 }
 
@@ -115,6 +116,7 @@ async fn batched_syncs_after_flush_events_without_waiting_for_the_interval() {
             flush_interval: Duration::from_secs(10),
             flush_events: 10,
             queue_capacity: 256,
+            writer_priority: portcullis_recording::WriterPriority::Normal,
         },
     )
     .unwrap();

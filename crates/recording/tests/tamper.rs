@@ -71,6 +71,7 @@ fn fixture() -> Fixture {
             flush_interval: Duration::from_millis(50),
             flush_events: 1000,
             queue_capacity: 64,
+            writer_priority: portcullis_recording::WriterPriority::Normal,
         };
         let policy = CheckpointPolicy {
             events: 4,
