@@ -188,6 +188,13 @@ fn main() {
         },
     )
     .unwrap();
+    // BENCH_PATHS=portcullis,unrecorded (say) runs only those paths; BENCH_SCENARIOS=1,2
+    // only those scenarios (numbered from 1), for longer A/B series.
+    let only = |var: &str| -> Option<Vec<String>> {
+        std::env::var(var)
+            .ok()
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+    };
     let dir = tempfile::tempdir().unwrap();
     let recording = format!(
         "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"{priority}\"",
@@ -204,8 +211,7 @@ fn main() {
     });
     // A third gateway, recorded with the writer at idle priority, when BENCH_PATHS asks for
     // the `idle` path: both priorities side by side in one run.
-    let wants_idle =
-        std::env::var("BENCH_PATHS").is_ok_and(|p| p.split(',').any(|p| p.trim() == "idle"));
+    let wants_idle = only("BENCH_PATHS").is_some_and(|p| p.iter().any(|p| p == "idle"));
     let idle_dir = tempfile::tempdir().unwrap();
     let idle = wants_idle.then(|| {
         let recording = format!(
@@ -262,13 +268,6 @@ fn main() {
     if let Some((_, port)) = &idle {
         paths.push(("idle", *port, "bench", token.as_str(), "bench"));
     }
-    // BENCH_PATHS=portcullis,unrecorded (say) runs only those paths; BENCH_SCENARIOS=1,2
-    // only those scenarios (numbered from 1), for longer A/B series.
-    let only = |var: &str| -> Option<Vec<String>> {
-        std::env::var(var)
-            .ok()
-            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
-    };
     if let Some(keep) = only("BENCH_PATHS") {
         paths.retain(|p| keep.iter().any(|k| k == p.0));
     }

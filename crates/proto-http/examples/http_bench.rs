@@ -96,9 +96,13 @@ async fn run(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
         });
     let mut rc = RecordingConfig::new(&dir);
     rc.durability = Durability::Batched;
-    if std::env::var("BENCH_WRITER_PRIORITY").is_ok_and(|p| p == "idle") {
-        rc.writer_priority = WriterPriority::Idle;
-    }
+    rc.writer_priority = match std::env::var("BENCH_WRITER_PRIORITY").as_deref() {
+        Err(_) | Ok("normal") => WriterPriority::Normal,
+        Ok("idle") => WriterPriority::Idle,
+        Ok(other) => {
+            return Err(format!("BENCH_WRITER_PRIORITY: normal or idle, not {other}").into());
+        }
+    };
     let recorder = Recorder::open(&rc)?;
 
     let config = HttpGatewayConfig::from_toml(&format!(

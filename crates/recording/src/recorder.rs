@@ -767,8 +767,6 @@ impl Writer {
 /// How far below the head the recorder first looks for the last checkpoint at start.
 const TAIL_WINDOW: u64 = 100_000;
 
-/// Verifies the records after the last checkpoint and signs the head if it is
-/// not signed yet.
 /// Applies `priority` to the calling thread (the writer). A priority that cannot be
 /// applied is logged and recording goes on: it changes when the writer runs, never
 /// what it writes.
@@ -803,6 +801,8 @@ fn idle_priority() -> std::result::Result<(), String> {
     Err("SCHED_IDLE is a Linux scheduling policy".into())
 }
 
+/// Verifies the records after the last checkpoint and signs the head if it is
+/// not signed yet.
 fn sign_unsigned_tail(store: &dyn EventStore, key: &SigningKey, chain: &str) -> Result<()> {
     let head = store.head()?;
     let base = store.base()?;
