@@ -22,6 +22,7 @@ use crate::config::GatewayConfig;
 /// mimalloc instead of the system allocator: events are built on connection tasks and
 /// freed on the recorder's writer thread, a cross-thread pattern glibc's malloc handles
 /// poorly (arena contention and consolidation showed in profiles of the HTTP gateway).
+/// Built without transparent huge pages (the workspace's `no_thp` feature; see Cargo.toml).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
