@@ -199,6 +199,19 @@ fn init_logs(json: bool) {
     }
 }
 
+/// Turns transparent huge pages off for the gateway's process (Linux `PR_SET_THP_DISABLE`).
+/// Connection tasks and the recorder allocate and free in bursts; with huge pages, memory the
+/// allocator had returned and then touched again came back as a freshly zeroed 2 MiB page: a
+/// third of the recorder's writer thread under HTTP load on kernels in THP `always` mode, where
+/// mimalloc's `no_thp` build alone does not help (docs/http.md). A refusal is logged and
+/// changes nothing else.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off for this process");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -224,6 +237,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Cmd::Serve { config, json_logs } => {
             init_logs(json_logs);
+            no_huge_pages();
             let parsed = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
             serve::serve(parsed, &config.display().to_string()).await
         }

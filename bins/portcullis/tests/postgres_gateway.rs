@@ -17,6 +17,16 @@ fn session_id_of(psql_out: &str) -> String {
 #[test]
 fn psql_session_with_copy_is_recorded_and_queryable() {
     let h = Harness::start(Options::default());
+    // The gateway runs without transparent huge pages (see `no_huge_pages` in main.rs).
+    if cfg!(target_os = "linux") {
+        let pid = h.gateway.as_ref().and_then(|g| g.pid()).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
+        // Kernels before 5.0 do not show the line.
+        if let Some(line) = thp {
+            assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+        }
+    }
     let token = h.token("alice", "dba", "10m");
     let psql = h.psql(&token, "app");
 

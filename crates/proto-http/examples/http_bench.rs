@@ -25,6 +25,9 @@ use std::io::Read;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As `portcullis serve` does: no transparent huge pages for this process.
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_thp_disable(true)?;
     let workers: usize = std::env::var("BENCH_WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
