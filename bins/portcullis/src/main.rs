@@ -201,10 +201,10 @@ fn init_logs(json: bool) {
 
 /// Turns transparent huge pages off for the gateway's process (Linux `PR_SET_THP_DISABLE`).
 /// Connection tasks and the recorder allocate and free in bursts; with huge pages, memory the
-/// allocator had returned and then touched again came back as a freshly zeroed 2 MiB page: a
-/// third of the recorder's writer thread under HTTP load on kernels in THP `always` mode, where
-/// mimalloc's `no_thp` build alone does not help (docs/http.md). A refusal is logged and
-/// changes nothing else.
+/// allocator had returned and then touched again came back as a freshly zeroed 2 MiB page (a
+/// third of the recorder's writer thread under HTTP load). mimalloc's `no_thp` build stops
+/// asking for huge pages, but a kernel in THP `always` mode hands them out unasked
+/// (docs/http.md). A refusal is logged and changes nothing else.
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
