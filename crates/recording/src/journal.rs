@@ -40,9 +40,11 @@
 //! synced 16 MiB file, later a flushed segment renamed to the next number
 //! (recycled: no zero-filling in steady state). The writer moves to the spare
 //! when an entry would not fit, writing the terminator and syncing the segment it
-//! leaves. About once a second the flusher flushes sled and then drops (or
-//! recycles) the segments before the current one: all their entries were applied
-//! before the flush began.
+//! leaves. About once a second the flusher, holding the journal's lock, syncs the
+//! current segment and flushes sled (so the flushed tree never holds part of an
+//! entry, nor an entry the journal could still lose), then drops (or recycles) the
+//! segments before the current one: all their entries were applied before the
+//! flush began.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -549,15 +551,19 @@ pub(crate) fn flush_round(
         if !j.dirty || j.broken.is_some() {
             return Ok(());
         }
+        // The tree is flushed under the journal's lock, after a sync of the current
+        // segment: a writer holds the lock from journaling an entry until its last write
+        // is applied, and the tree takes an entry's writes one by one. Flushed without
+        // the lock, the tree could be made durable halfway through an entry that the
+        // journal had written but not yet synced; a power loss then would leave records
+        // past the chain head that replay cannot complete, and the store would refuse to
+        // open. So the flushed tree holds whole entries, all of them in the synced journal.
+        // Writers wait for the flush (sled's flush and one `fdatasync`, about once a second).
+        j.file.sync_data()?;
+        flush_tree()?;
         j.dirty = false;
         (j.dir.clone(), j.number)
     };
-    if let Err(e) = flush_tree() {
-        if let Ok(mut j) = lock(journal) {
-            j.dirty = true;
-        }
-        return Err(e);
-    }
     recycle(journal, &dir, current)
 }
 
@@ -767,14 +773,29 @@ mod tests {
         let (got, last) = collect(dir.path()).unwrap();
         assert_eq!((got, last), (vec![(2, ops(2))], 2));
 
-        // A failing tree flush keeps the segments and retries next round.
+        // The flush runs under the journal's lock: no entry can be written, or half
+        // applied, while the tree is made durable.
         journal.lock().unwrap().write(&ops(3)).unwrap();
+        let locked = std::sync::atomic::AtomicBool::new(false);
+        let probe = || {
+            locked.store(
+                matches!(journal.try_lock(), Err(std::sync::TryLockError::WouldBlock)),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            Ok(())
+        };
+        flush_round(&journal, &probe).unwrap();
+        assert!(locked.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!journal.lock().unwrap().dirty);
+
+        // A failing tree flush keeps the segments and retries next round.
+        journal.lock().unwrap().write(&ops(4)).unwrap();
         let failing = || Err(RecordingError::Storage("disk full".into()));
         assert!(flush_round(&journal, &failing).is_err());
         assert!(journal.lock().unwrap().dirty);
         flush_round(&journal, &flush).unwrap();
         assert_eq!(flushed.load(std::sync::atomic::Ordering::SeqCst), 2);
-        assert_eq!(collect(dir.path()).unwrap().1, 3);
+        assert_eq!(collect(dir.path()).unwrap().1, 4);
     }
 
     #[test]
