@@ -155,6 +155,13 @@ fn drop_and_stop_leave_nothing_behind() {
     // A backend exists while a session is open.
     let mut backend = TcpStream::connect(("127.0.0.1", port)).unwrap();
     backend.write_all(&[0, 0, 0, 8, 4, 210, 22, 47]).unwrap(); // SSLRequest
+    // Wait for the answer: until then the connection may still sit in the listen queue,
+    // and a postmaster that accepts it after the shutdown request starts a backend its
+    // shutdown signal never reached (PostgreSQL 15 then waited for it until the harness's
+    // 10 s timeouts ran out).
+    let mut answer = [0u8; 1];
+    backend.read_exact(&mut answer).unwrap();
+    assert!(matches!(&answer, b"N" | b"S"), "{answer:?}");
     let started = Instant::now();
     drop(pg);
     assert!(!pid_alive(pid), "postmaster {pid} survived drop");
