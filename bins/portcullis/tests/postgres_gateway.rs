@@ -21,11 +21,12 @@ fn psql_session_with_copy_is_recorded_and_queryable() {
     if cfg!(target_os = "linux") {
         let pid = h.gateway.as_ref().and_then(|g| g.pid()).unwrap();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
-        // Kernels before 5.0 do not show the line.
-        if let Some(line) = thp {
-            assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
-        }
+        // Shown by every kernel since 5.0.
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("THP_enabled:"))
+            .unwrap_or_else(|| panic!("no THP_enabled line in /proc/{pid}/status"));
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
     }
     let token = h.token("alice", "dba", "10m");
     let psql = h.psql(&token, "app");
