@@ -200,19 +200,34 @@ fn verify_bundle(fx: &Fx, dir: &Path) -> Out {
     audit(&["verify", "--bundle", p(dir), "--key", p(&fx.pubkey)])
 }
 
-fn with_tree(path: &Path, f: impl FnOnce(&sled::Tree)) {
+/// The store's tree and directory, as an attacker with file access has them.
+struct Raw<'a> {
+    tree: sled::Tree,
+    dir: &'a Path,
+}
+
+impl std::ops::Deref for Raw<'_> {
+    type Target = sled::Tree;
+    fn deref(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
+fn with_tree(path: &Path, f: impl FnOnce(&Raw)) {
     let db = sled::open(path).unwrap();
     let tree = db.open_tree("portcullis-v1").unwrap();
-    f(&tree);
+    f(&Raw { tree, dir: path });
     db.flush().unwrap();
 }
 
-fn raw_get(t: &sled::Tree, seq: u64) -> Vec<u8> {
-    sled_format::read_record(t, seq).unwrap().unwrap()
+fn raw_get(t: &Raw, seq: u64) -> Vec<u8> {
+    sled_format::read_record(&t.tree, t.dir, seq)
+        .unwrap()
+        .unwrap()
 }
 
-fn raw_put(t: &sled::Tree, seq: u64, v: Option<&[u8]>) {
-    assert!(sled_format::write_record(t, seq, v).unwrap());
+fn raw_put(t: &Raw, seq: u64, v: Option<&[u8]>) {
+    assert!(sled_format::write_record(&t.tree, t.dir, seq, v).unwrap());
 }
 
 fn edit_lines(path: &Path, f: impl FnOnce(&mut Vec<String>)) {

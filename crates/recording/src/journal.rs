@@ -261,17 +261,19 @@ fn next_frame(reader: &mut impl Read, offset: u64, buf: &mut Vec<u8>) -> Frame {
 /// applied again, which leaves the same state: each write sets or removes a whole
 /// value, and replay goes through to the last entry. A damaged frame ends the
 /// replay if nothing valid follows it (a write the crash interrupted, never
-/// acknowledged as durable). Returns the last LSN (0 for an empty journal) and the
-/// highest segment number.
+/// acknowledged as durable). `apply` returning `false` ends the replay before that
+/// entry (its data did not all reach the disk: neither it nor anything after it was
+/// acknowledged as durable). Returns the last LSN applied (0 for an empty journal) and
+/// the highest segment number.
 pub(crate) fn replay(
     dir: &Path,
-    mut apply: impl FnMut(u64, Ops) -> Result<()>,
+    mut apply: impl FnMut(u64, Ops) -> Result<bool>,
 ) -> Result<(u64, u64)> {
     let segs = segments(dir)?;
     let mut prev: Option<u64> = None;
     let mut damaged: Option<(PathBuf, u64)> = None;
     let mut buf = Vec::new();
-    for (number, path) in &segs {
+    'segments: for (number, path) in &segs {
         let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
         let mut offset = 0u64;
         loop {
@@ -301,7 +303,9 @@ pub(crate) fn replay(
                             &format!("entry {lsn} follows entry {p}"),
                         ));
                     }
-                    apply(lsn, ops)?;
+                    if !apply(lsn, ops)? {
+                        break 'segments;
+                    }
                     prev = Some(lsn);
                     offset = next;
                 }
@@ -660,7 +664,7 @@ mod tests {
         let mut got = Vec::new();
         let (last, _) = replay(dir, |lsn, o| {
             got.push((lsn, o));
-            Ok(())
+            Ok(true)
         })?;
         Ok((got, last))
     }

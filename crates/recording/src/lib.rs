@@ -67,6 +67,7 @@ mod error;
 mod journal;
 pub mod pg_store;
 pub mod record;
+mod record_log;
 mod recorder;
 pub mod sled_format;
 mod sled_store;

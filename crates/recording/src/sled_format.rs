@@ -16,11 +16,25 @@
 //! inside a batch shows up as missing or reordered when the chain is verified,
 //! exactly as it would with one key per record.
 //!
+//! In a store with a directory, a batch value is usually not the records themselves
+//! but a pointer to where they are in the store's record files (`DIR/records`, see the
+//! [`crate::SledStore`] docs): 32 bytes, eight `0xff` bytes, the file number (u64 BE),
+//! the offset (u64 BE), the length (u32 BE) and the CRC-32 of the pointed bytes (u32
+//! BE). The bytes pointed to are records exactly as above. A store accepts both forms
+//! for any batch (an inline value can never start with eight `0xff` bytes: that would
+//! be sequence number `u64::MAX`).
+//!
 //! The functions below give raw access to single records of an open tree,
 //! bypassing the chain: that is what anyone with write access to the files can do,
 //! and what verification must catch (the tamper tests use them).
 
+use std::path::Path;
+
+use crate::record_log::{self, Pointer};
 use crate::{RecordingError, Result};
+
+/// The directory of a store's record files, inside the store's directory.
+pub const RECORDS_DIR: &str = "records";
 
 /// First byte of every batch key.
 pub const BATCH_PREFIX: u8 = b'b';
@@ -37,6 +51,11 @@ pub const MAX_BATCH_RECORDS: usize = 256;
 /// statements, HTTP requests with 1 KiB body excerpts); larger records can still make it
 /// a blob.
 pub const MAX_BATCH_BYTES: usize = 6 * 1024;
+
+/// A batch kept in the record files (a pointer in the tree) is closed at this size
+/// (or at [`MAX_BATCH_RECORDS`]): one append is usually one batch, and reading one
+/// record reads at most about this much.
+pub const MAX_POINTED_BATCH_BYTES: usize = 64 * 1024;
 
 /// The key of the batch whose first record has sequence `first_seq`.
 pub fn batch_key(first_seq: u64) -> [u8; 9] {
@@ -144,20 +163,39 @@ pub fn find(value: &[u8], seq: u64) -> Result<Option<&[u8]>> {
     Ok(None)
 }
 
-/// The raw bytes of record `seq`.
-pub fn read_record(tree: &sled::Tree, seq: u64) -> Result<Option<Vec<u8>>> {
+/// The records of a batch value as bytes: the value itself, or, for a pointer, the
+/// bytes it points to in the record files of the store in directory `store_dir`.
+pub fn batch_bytes(store_dir: &Path, value: &[u8]) -> Result<Vec<u8>> {
+    match Pointer::decode(value) {
+        Some(ptr) => record_log::read_detached(&store_dir.join(RECORDS_DIR), &ptr),
+        None => Ok(value.to_vec()),
+    }
+}
+
+/// The raw bytes of record `seq` in the tree of the store in directory `store_dir`.
+pub fn read_record(tree: &sled::Tree, store_dir: &Path, seq: u64) -> Result<Option<Vec<u8>>> {
     match batch_holding(tree, seq)? {
-        Some((_, value)) => Ok(find(&value, seq)?.map(<[u8]>::to_vec)),
+        Some((_, value)) => {
+            let value = batch_bytes(store_dir, &value)?;
+            Ok(find(&value, seq)?.map(<[u8]>::to_vec))
+        }
         None => Ok(None),
     }
 }
 
 /// Replaces (`Some`) or removes (`None`) the bytes of record `seq` in place, without
-/// touching the chain head, the indexes or any other record. Returns whether the record existed.
-pub fn write_record(tree: &sled::Tree, seq: u64, bytes: Option<&[u8]>) -> Result<bool> {
+/// touching the chain head, the indexes or any other record: the batch holding it is
+/// written back into the tree with its records inline. Returns whether the record existed.
+pub fn write_record(
+    tree: &sled::Tree,
+    store_dir: &Path,
+    seq: u64,
+    bytes: Option<&[u8]>,
+) -> Result<bool> {
     let Some((key, value)) = batch_holding(tree, seq)? else {
         return Ok(false);
     };
+    let value = batch_bytes(store_dir, &value)?;
     let mut out = Vec::with_capacity(value.len());
     let mut found = false;
     for item in records(&value) {

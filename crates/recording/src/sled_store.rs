@@ -7,17 +7,29 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `b` first seq (u64 BE) | the records of one append, packed (see [`crate::sled_format`]) |
+//! | `b` first seq (u64 BE) | a pointer to the records of one append in the record files (below), or the records themselves, packed (temporary stores, stores written before version 3; see [`crate::sled_format`]) |
 //! | `s` session id (16 bytes) | the [`SessionSummary`] as JSON; for a session of at most 64 records, followed by a newline and the global seqs of its records (u64 BE each) |
 //! | `x` session id, session seq (u64 BE) | for a longer session: the global seqs (u64 BE each) of the session's records in one append, from that session seq on |
 //! | `t` opened_at (i64 BE, sign bit flipped), session id | empty (time index) |
 //! | `m` `head` | head seq (u64 BE) and hash (32 bytes) |
-//! | `m` `format` | `portcullis-recording-v2` |
+//! | `m` `format` | `portcullis-recording-v3` (a `v2` store is accepted and marked `v3` when opened) |
 //! | `m` `chain` | the chain id (a UUID, created with the store) |
 //! | `m` `base` | the latest tombstone checkpoint as JSON (after pruning) |
 //! | `c` seq (u64 BE), first 8 bytes of SHA-256(signature) | a checkpoint as JSON |
 //! | `k` key id | a public key record as JSON |
+//!
+//! The bytes of the records themselves live in `DIR/records` (the `record_log` module):
+//! append-only files that each append writes its packed records to, once, before
+//! journaling the pointer. sled then handles small values only; with the records in
+//! its values, it copied every record into its log with the insert and again with each
+//! split and consolidation of the tail leaf (a third of the recording threads' CPU
+//! under `pgbench -S`, its I/O threads included). The record files are synced before
+//! the journal and before the tree is flushed, so a synced journal entry or a flushed
+//! tree never points past what the files hold; replay checks each pointer of an entry
+//! (length and CRC) before applying it and stops at the first entry whose records did
+//! not reach the disk.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,14 +42,19 @@ use sha2::{Digest, Sha256};
 
 use crate::journal::{self, Flusher, Journal, Ops};
 use crate::record::{split_hash, split_u64};
-use crate::sled_format::{self, BATCH_PREFIX, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, batch_key};
+use crate::record_log::{Pointer, RecordLog};
+use crate::sled_format::{
+    self, BATCH_PREFIX, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_POINTED_BATCH_BYTES, batch_key,
+};
 use crate::{
     Appended, Checkpoint, CheckpointIter, EventStore, Head, PruneStats, PublicKeyRecord,
     RecordIter, RecordingError, Result, SessionFilter, SessionOutcome, SessionSummary, StoredEvent,
 };
 
 const TREE: &str = "portcullis-v1";
-const FORMAT: &[u8] = b"portcullis-recording-v2";
+const FORMAT: &[u8] = b"portcullis-recording-v3";
+/// The format before record files: every batch value holds its records.
+const FORMAT_V2: &[u8] = b"portcullis-recording-v2";
 const P_SESSION: u8 = b's';
 const P_SESSION_EVENT: u8 = b'x';
 const P_TIME: u8 = b't';
@@ -133,6 +150,8 @@ pub struct SledStore {
     journal: Option<Arc<Mutex<Journal>>>,
     db: sled::Db,
     tree: sled::Tree,
+    /// Resolves batch values (stores with a directory keep records in record files).
+    batches: Batches,
     /// The chain head and the summaries of open sessions; the lock serializes appends.
     state: Mutex<WriteState>,
     chain: String,
@@ -172,10 +191,14 @@ impl SledStore {
         // sled's log file, synced with `fdatasync` after sled's own flush (on Linux sled
         // flushes with `sync_file_range`, which does not reach stable storage by itself).
         let log_file = File::open(path.join("db"))?;
-        let journal = Self::recover(&db, &log_file, &path.join("journal"))?;
+        let records = Arc::new(RecordLog::open(&path.join(sled_format::RECORDS_DIR))?);
+        let journal = Self::recover(&db, &log_file, &path.join("journal"), &records)?;
         let flush_tree = {
             let db = db.clone();
+            let records = records.clone();
             move || {
+                // The flushed tree must not point past what the record files hold.
+                records.sync()?;
                 db.flush()?;
                 log_file.sync_data()?;
                 Ok(())
@@ -183,7 +206,7 @@ impl SledStore {
         };
         let journal = Arc::new(Mutex::new(journal));
         let flusher = Flusher::start(journal.clone(), journal::FLUSH_EVERY, flush_tree)?;
-        let mut store = Self::from_db(db, Some(path.to_path_buf()))?;
+        let mut store = Self::from_db(db, Some(path.to_path_buf()), Some(records))?;
         store.journal = Some(journal);
         store.flusher = Some(flusher);
         Ok(store)
@@ -191,14 +214,32 @@ impl SledStore {
 
     /// Replays the journal (the writes since the tree's last flush), makes the tree
     /// durable and starts a fresh journal segment.
-    fn recover(db: &sled::Db, log_file: &File, dir: &Path) -> Result<Journal> {
+    fn recover(db: &sled::Db, log_file: &File, dir: &Path, records: &RecordLog) -> Result<Journal> {
         std::fs::create_dir_all(dir)?;
         let tree = db.open_tree(TREE)?;
         let mut replayed = 0u64;
-        let (last_lsn, last_segment) = journal::replay(dir, |_, ops| {
+        let (last_lsn, last_segment) = journal::replay(dir, |lsn, ops| {
+            // The record files are synced before the journal, except when the journal
+            // moves to its next segment between syncs: an entry whose records are not
+            // all there was never acknowledged as durable, nor anything after it.
+            let missing = ops.0.iter().find_map(|op| match op {
+                journal::Op::Insert(k, v) if k.first() == Some(&BATCH_PREFIX) => {
+                    Pointer::decode(v).filter(|p| !records.holds(p))
+                }
+                _ => None,
+            });
+            if let Some(p) = missing {
+                tracing::warn!(
+                    entry = lsn,
+                    file = p.file,
+                    offset = p.offset,
+                    "journal: the records of an entry did not reach the disk; replay ends before it"
+                );
+                return Ok(false);
+            }
             ops.apply_to(&tree)?;
             replayed += 1;
-            Ok(())
+            Ok(true)
         })?;
         if replayed > 0 {
             tracing::info!(
@@ -219,13 +260,23 @@ impl SledStore {
             .temporary(true)
             .flush_every_ms(None)
             .open()?;
-        Self::from_db(db, None)
+        Self::from_db(db, None, None)
     }
 
-    fn from_db(db: sled::Db, path: Option<PathBuf>) -> Result<Self> {
+    fn from_db(
+        db: sled::Db,
+        path: Option<PathBuf>,
+        records: Option<Arc<RecordLog>>,
+    ) -> Result<Self> {
         let tree = db.open_tree(TREE)?;
         match tree.get(K_FORMAT)? {
             Some(v) if v.as_ref() == FORMAT => {}
+            Some(v) if v.as_ref() == FORMAT_V2 => {
+                // Its inline batches stay readable; new ones may be pointers, which a
+                // reader of v2 would not understand.
+                tree.insert(K_FORMAT, FORMAT)?;
+                db.flush()?;
+            }
             Some(v) => {
                 return Err(RecordingError::Corrupt {
                     seq: None,
@@ -250,11 +301,12 @@ impl SledStore {
             }
         };
         let head = read_head(&tree)?;
+        let batches = Batches { records };
         // The head and the last record are written in the same batch; check they agree.
         let last = tree.scan_prefix([BATCH_PREFIX]).next_back().transpose()?;
         let mut last_seq = 0;
         if let Some((_, v)) = &last {
-            for item in sled_format::records(v) {
+            for item in sled_format::records(&batches.bytes(v)?) {
                 last_seq = last_seq.max(item?.0);
             }
         }
@@ -272,6 +324,7 @@ impl SledStore {
             journal: None,
             db,
             tree,
+            batches,
             state: Mutex::new(WriteState {
                 head,
                 open: HashMap::new(),
@@ -300,6 +353,14 @@ impl SledStore {
         Ok(())
     }
 
+    fn reader(&self) -> RecordReader {
+        RecordReader {
+            tree: self.tree.clone(),
+            batches: self.batches.clone(),
+            last: None,
+        }
+    }
+
     /// The directory of the store (`None` for a temporary store).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -323,12 +384,83 @@ impl SledStore {
         })
     }
 
-    fn record_at(tree: &sled::Tree, seq: u64) -> Result<Option<StoredEvent>> {
-        match sled_format::batch_holding(tree, seq)? {
-            Some((_, v)) => match sled_format::find(&v, seq)? {
-                Some(bytes) => StoredEvent::decode_value(seq, bytes).map(Some),
-                None => Ok(None),
+    /// Writes the records packed in `packed` (batch `i` covering `packed[start..end]`,
+    /// its first record `first`) and adds their batch values to `ops`: pointers into the
+    /// record files when the store has them, the bytes themselves otherwise.
+    fn store_batches(
+        &self,
+        packed: &[u8],
+        cuts: &[(u64, usize, usize)],
+        ops: &mut Ops,
+    ) -> Result<()> {
+        let Some(records) = &self.batches.records else {
+            for (first, start, end) in cuts {
+                let bytes = packed.get(*start..*end).unwrap_or_default();
+                ops.insert(batch_key(*first), bytes);
+            }
+            return Ok(());
+        };
+        let (file, offset) = records.append(packed)?;
+        for (first, start, end) in cuts {
+            let bytes = packed.get(*start..*end).unwrap_or_default();
+            let ptr = Pointer {
+                file,
+                offset: offset.saturating_add(*start as u64),
+                len: u32::try_from(bytes.len())
+                    .map_err(|_| RecordingError::Encode("record batch larger than 4 GiB".into()))?,
+                crc: crc32fast::hash(bytes),
+            };
+            ops.insert(batch_key(*first), ptr.encode());
+        }
+        Ok(())
+    }
+}
+
+/// Reads batch values: the records themselves, or a pointer resolved through the
+/// record files.
+#[derive(Clone)]
+struct Batches {
+    records: Option<Arc<RecordLog>>,
+}
+
+impl Batches {
+    fn bytes<'v>(&self, value: &'v [u8]) -> Result<Cow<'v, [u8]>> {
+        match Pointer::decode(value) {
+            None => Ok(Cow::Borrowed(value)),
+            Some(ptr) => match &self.records {
+                Some(r) => r.read(&ptr).map(Cow::Owned),
+                None => Err(RecordingError::Corrupt {
+                    seq: None,
+                    reason: "a record pointer in a store without record files".into(),
+                }),
             },
+        }
+    }
+}
+
+/// Reads single records, keeping the last batch read: consecutive records of a
+/// session are often in the same batch.
+struct RecordReader {
+    tree: sled::Tree,
+    batches: Batches,
+    /// The key and bytes of the last batch read.
+    last: Option<(sled::IVec, Vec<u8>)>,
+}
+
+impl RecordReader {
+    fn record(&mut self, seq: u64) -> Result<Option<StoredEvent>> {
+        let Some((key, value)) = sled_format::batch_holding(&self.tree, seq)? else {
+            return Ok(None);
+        };
+        let bytes = match &self.last {
+            Some((k, b)) if *k == key => b,
+            _ => {
+                let b = self.batches.bytes(&value)?.into_owned();
+                &self.last.insert((key, b)).1
+            }
+        };
+        match sled_format::find(bytes, seq)? {
+            Some(bytes) => StoredEvent::decode_value(seq, bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -354,9 +486,17 @@ impl EventStore for SledStore {
         // Per session: the session seq of its first record in this append, and the global
         // seqs of its records in this append (u64 BE each).
         let mut appended: HashMap<SessionId, (u64, Vec<u8>)> = HashMap::new();
+        // The append's records, packed, and where each batch of them starts and ends.
         let mut packed = Vec::new();
+        let mut cuts: Vec<(u64, usize, usize)> = Vec::new();
+        let mut cut_start = 0usize;
         let mut packed_first = 0u64;
         let mut packed_count = 0usize;
+        let max_bytes = if self.batches.records.is_some() {
+            MAX_POINTED_BATCH_BYTES
+        } else {
+            MAX_BATCH_BYTES
+        };
         let mut head = start;
         for event in events {
             let seq = head.seq.saturating_add(1);
@@ -394,8 +534,9 @@ impl EventStore for SledStore {
                 crate::record::encode_chained(head, session_seq, event, out)
             })?;
             packed_count += 1;
-            if packed_count == MAX_BATCH_RECORDS || packed.len() >= MAX_BATCH_BYTES {
-                batch.insert(batch_key(packed_first), std::mem::take(&mut packed));
+            if packed_count == MAX_BATCH_RECORDS || packed.len() - cut_start >= max_bytes {
+                cuts.push((packed_first, cut_start, packed.len()));
+                cut_start = packed.len();
                 packed_count = 0;
             }
             appended
@@ -406,8 +547,9 @@ impl EventStore for SledStore {
             head = next;
         }
         if packed_count > 0 {
-            batch.insert(batch_key(packed_first), packed);
+            cuts.push((packed_first, cut_start, packed.len()));
         }
+        self.store_batches(&packed, &cuts, &mut batch)?;
         for (id, (first_session_seq, seqs)) in appended {
             let Some(entry) = entries.get_mut(&id) else {
                 continue;
@@ -453,6 +595,10 @@ impl EventStore for SledStore {
     }
 
     fn sync(&self) -> Result<()> {
+        if let Some(records) = &self.batches.records {
+            // Records first: a synced journal entry must not point past them.
+            records.sync()?;
+        }
         match &self.journal {
             Some(j) => {
                 let file = j
@@ -476,7 +622,7 @@ impl EventStore for SledStore {
     }
 
     fn get(&self, seq: u64) -> Result<Option<StoredEvent>> {
-        Self::record_at(&self.tree, seq)
+        self.reader().record(seq)
     }
 
     fn scan(&self, from_seq: u64, limit: usize) -> Result<RecordIter<'_>> {
@@ -485,13 +631,18 @@ impl EventStore for SledStore {
             Some((k, _)) => k.to_vec(),
             None => batch_key(0).to_vec(),
         };
+        let batches = self.batches.clone();
         let iter = self
             .tree
             .range(start..=batch_key(u64::MAX).to_vec())
-            .flat_map(|item| -> Vec<Result<StoredEvent>> {
+            .flat_map(move |item| -> Vec<Result<StoredEvent>> {
                 let v = match item {
                     Ok((_, v)) => v,
                     Err(e) => return vec![Err(e.into())],
+                };
+                let v = match batches.bytes(&v) {
+                    Ok(v) => v,
+                    Err(e) => return vec![Err(e)],
                 };
                 sled_format::records(&v)
                     .map(|r| r.and_then(|(seq, bytes)| StoredEvent::decode_value(seq, bytes)))
@@ -546,7 +697,7 @@ impl EventStore for SledStore {
         let mut prefix = Vec::with_capacity(17);
         prefix.push(P_SESSION_EVENT);
         prefix.extend_from_slice(id.as_bytes());
-        let tree = self.tree.clone();
+        let mut reader = self.reader();
         // A short session's seqs are inline in its summary value; seqs at or below the
         // base were pruned (pruning leaves inline lists as they are).
         let pruned_through = self.base()?.map_or(0, |b| b.seq);
@@ -587,7 +738,7 @@ impl EventStore for SledStore {
             });
         let iter = inline.into_iter().chain(indexed).map(move |seq| {
             let seq = seq?;
-            Self::record_at(&tree, seq)?.ok_or_else(|| RecordingError::Corrupt {
+            reader.record(seq)?.ok_or_else(|| RecordingError::Corrupt {
                 seq: Some(seq),
                 reason: "session index names a missing record".into(),
             })
@@ -689,7 +840,11 @@ impl EventStore for SledStore {
             for (k, v) in &chunk {
                 let mut kept = Vec::new();
                 let mut kept_first = None;
-                for item in sled_format::records(v) {
+                let pointer = Pointer::decode(v);
+                // A batch whose bytes cannot be read is deleted all the same (behind
+                // the signed tombstone, which the pruning caller verified).
+                let v = self.batches.bytes(v).unwrap_or_default();
+                for item in sled_format::records(&v) {
                     // A batch that does not decode is deleted all the same: it is behind
                     // the signed tombstone, which the pruning caller verified.
                     let Ok((seq, bytes)) = item else { break };
@@ -705,7 +860,12 @@ impl EventStore for SledStore {
                 }
                 batch.remove(k.to_vec());
                 if let Some(first) = kept_first {
-                    batch.insert(batch_key(first), kept);
+                    // The kept records end the batch: point to them where they are.
+                    let value = match pointer {
+                        Some(p) => p.suffix(&kept)?.encode(),
+                        None => kept,
+                    };
+                    batch.insert(batch_key(first), value);
                 }
             }
             self.commit(batch)?;
@@ -753,6 +913,19 @@ impl EventStore for SledStore {
         }
         self.commit(batch)?;
         self.sync()?;
+        // 4. Record files no batch points into any more.
+        if let Some(records) = &self.batches.records {
+            let first = self.tree.scan_prefix([BATCH_PREFIX]).next().transpose()?;
+            let keep_from = match first.as_ref().map(|(_, v)| Pointer::decode(v)) {
+                Some(Some(p)) => p.file,
+                // An inline first batch (written before record files): keep them all.
+                Some(None) => 0,
+                None => records.current_file()?,
+            };
+            // The removals are in the synced journal: after a crash, replay removes
+            // the flushed tree's pointers into deleted files again.
+            stats.files = records.delete_before(keep_from)?;
+        }
         Ok(stats)
     }
 }
@@ -810,4 +983,133 @@ fn time_key(t: Timestamp, id: &SessionId) -> Vec<u8> {
     let mut k = time_prefix(t);
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use portcullis_core::EventKind;
+
+    use super::*;
+    use crate::{RetentionPolicy, SigningKey, VerifyOptions, verify_store};
+
+    fn closed_events(n: u64) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                Event::now(
+                    SessionId::new(),
+                    EventKind::SessionClosed {
+                        reason: format!("event {i}"),
+                        commands: i,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn records(store: &SledStore) -> &RecordLog {
+        store.batches.records.as_deref().unwrap()
+    }
+
+    #[test]
+    fn records_live_in_record_files_and_pruning_deletes_emptied_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let store = SledStore::open(&path).unwrap();
+        for round in 0..3 {
+            store.append(&closed_events(10)).unwrap();
+            if round < 2 {
+                records(&store).close_current_file().unwrap();
+            }
+        }
+        store.sync().unwrap();
+        let files = |p: &Path| std::fs::read_dir(p.join("records")).unwrap().count();
+        assert_eq!(files(&path), 3);
+        for item in store.tree.scan_prefix([BATCH_PREFIX]) {
+            let (_, v) = item.unwrap();
+            assert!(Pointer::decode(&v).is_some());
+        }
+        let key = SigningKey::generate().unwrap();
+        let policy = RetentionPolicy {
+            max_age: None,
+            max_records: Some(5),
+        };
+        let out = crate::prune(&store, &key, &policy, Timestamp::now()).unwrap();
+        assert_eq!(out.through_seq, 25);
+        assert_eq!((out.stats.records, out.stats.files), (25, 2));
+        assert_eq!(files(&path), 1);
+        // What is left of the straddling batch points to its own records.
+        let kept: Vec<u64> = store
+            .scan(1, usize::MAX)
+            .unwrap()
+            .map(|r| r.unwrap().seq)
+            .collect();
+        assert_eq!(kept, vec![26, 27, 28, 29, 30]);
+        drop(store);
+        let store = SledStore::open(&path).unwrap();
+        let report = verify_store(
+            &store,
+            &VerifyOptions {
+                trusted_keys: vec![key.public_key().clone()],
+                until_seq: None,
+            },
+        )
+        .unwrap();
+        assert!(report.fault.is_none(), "{:?}", report.fault);
+        assert_eq!(store.get(28).unwrap().unwrap().seq, 28);
+        assert_eq!(store.append(&closed_events(1)).unwrap().first_seq, 31);
+    }
+
+    #[test]
+    fn replay_ends_at_an_entry_whose_records_are_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("journal");
+        std::fs::create_dir_all(&jdir).unwrap();
+        let records = RecordLog::open(&dir.path().join("records")).unwrap();
+        let mut journal = Journal::create(&jdir, 0, 0).unwrap();
+        let mut entry = |key: &[u8], bytes: &[u8]| {
+            let (file, offset) = records.append(bytes).unwrap();
+            let ptr = Pointer {
+                file,
+                offset,
+                len: bytes.len() as u32,
+                crc: crc32fast::hash(bytes),
+            };
+            let mut ops = Ops::default();
+            ops.insert(batch_key(u64::from(key[0])), ptr.encode());
+            ops.insert(key.to_vec(), b"x".to_vec());
+            journal.write(&ops).unwrap()
+        };
+        assert_eq!(entry(&[1], b"first records"), 1);
+        assert_eq!(entry(&[2], b"second records"), 2);
+        assert_eq!(entry(&[3], b"third records"), 3);
+        journal.current().sync_data().unwrap();
+        drop(journal);
+        // The second entry's records never reached the disk (a power loss after the
+        // journal moved to its next segment): replay keeps only the first entry.
+        let file = std::fs::read_dir(dir.path().join("records"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(20)
+            .unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let log_file = File::open(dir.path().join("db").join("db")).unwrap();
+        let mut journal = SledStore::recover(&db, &log_file, &jdir, &records).unwrap();
+        let tree = db.open_tree(TREE).unwrap();
+        assert!(tree.get([1u8]).unwrap().is_some());
+        assert!(tree.get(batch_key(1)).unwrap().is_some());
+        assert!(tree.get([2u8]).unwrap().is_none());
+        assert!(tree.get(batch_key(2)).unwrap().is_none());
+        assert!(tree.get([3u8]).unwrap().is_none());
+        // The journal goes on after the last entry applied.
+        assert_eq!(journal.write(&Ops::default()).unwrap(), 2);
+    }
 }

@@ -21,6 +21,8 @@ pub struct PruneStats {
     pub sessions: u64,
     /// Checkpoints deleted (those below the tombstone).
     pub checkpoints: u64,
+    /// Record files deleted (sled stores with a directory).
+    pub files: u64,
 }
 
 fn unsupported<T>(what: &str) -> Result<T> {

@@ -220,10 +220,10 @@ async fn startup_signs_an_unsigned_tail_and_refuses_a_tampered_one() {
     {
         let db = sled::open(&path).unwrap();
         let tree = db.open_tree("portcullis-v1").unwrap();
-        let mut v = sled_format::read_record(&tree, 3).unwrap().unwrap();
+        let mut v = sled_format::read_record(&tree, &path, 3).unwrap().unwrap();
         let pos = v.windows(8).position(|w| w == b"SELECT 2").unwrap();
         v[pos + 7] = b'3';
-        assert!(sled_format::write_record(&tree, 3, Some(&v)).unwrap());
+        assert!(sled_format::write_record(&tree, &path, 3, Some(&v)).unwrap());
         db.flush().unwrap();
     }
     let store: Arc<dyn EventStore> = Arc::new(open(&path));
@@ -368,7 +368,7 @@ async fn prune_refuses_to_drop_tampered_history() {
     {
         let db = sled::open(&path).unwrap();
         let tree = db.open_tree("portcullis-v1").unwrap();
-        assert!(sled_format::write_record(&tree, 2, None).unwrap());
+        assert!(sled_format::write_record(&tree, &path, 2, None).unwrap());
         db.flush().unwrap();
     }
     let store = open(&path);

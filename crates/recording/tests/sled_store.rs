@@ -70,9 +70,9 @@ fn reopened_store_continues_the_chain() {
 fn tamper(path: &std::path::Path, seq: u64, edit: impl FnOnce(&mut Vec<u8>)) {
     let db = sled_open(path);
     let tree = db.open_tree("portcullis-v1").unwrap();
-    let mut value = sled_format::read_record(&tree, seq).unwrap().unwrap();
+    let mut value = sled_format::read_record(&tree, path, seq).unwrap().unwrap();
     edit(&mut value);
-    assert!(sled_format::write_record(&tree, seq, Some(&value)).unwrap());
+    assert!(sled_format::write_record(&tree, path, seq, Some(&value)).unwrap());
     db.flush().unwrap();
 }
 
@@ -109,6 +109,44 @@ fn verify_names_an_edited_event() {
         "{bad:?}"
     );
     assert_eq!(report.verified, 1);
+}
+
+#[test]
+fn verify_names_an_event_edited_in_the_record_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    five_records(&path);
+    // The tree holds a pointer; the event's bytes are in the record files.
+    {
+        let db = sled_open(&path);
+        let tree = db.open_tree("portcullis-v1").unwrap();
+        let (_, value) = sled_format::batch_holding(&tree, 2).unwrap().unwrap();
+        assert_eq!(value.len(), 32, "a pointer, not the records");
+        assert!(!value.windows(6).any(|w| w == b"secret"));
+    }
+    let files: Vec<_> = std::fs::read_dir(path.join(sled_format::RECORDS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let pos = bytes.windows(6).position(|w| w == b"secret").unwrap();
+    bytes[pos..pos + 6].copy_from_slice(b"public");
+    std::fs::write(&files[0], &bytes).unwrap();
+    let store = SledStore::open(&path).unwrap();
+    let report = verify_chain(&store).unwrap();
+    let bad = report.first_bad.unwrap();
+    assert_eq!(bad.seq, 2);
+    assert!(
+        matches!(bad.problem, ChainProblem::HashMismatch { .. }),
+        "{bad:?}"
+    );
+    assert_eq!(report.verified, 1);
+    // A deleted record file leaves every record it held unreadable, named as corrupt.
+    drop(store);
+    std::fs::remove_file(&files[0]).unwrap();
+    let err = SledStore::open(&path).unwrap_err();
+    assert!(matches!(err, RecordingError::Corrupt { .. }), "{err:?}");
 }
 
 #[test]
@@ -160,7 +198,7 @@ fn verify_names_undecodable_and_missing_records() {
     {
         let db = sled_open(&path);
         let tree = db.open_tree("portcullis-v1").unwrap();
-        assert!(sled_format::write_record(&tree, 2u64, None).unwrap());
+        assert!(sled_format::write_record(&tree, &path, 2u64, None).unwrap());
         db.flush().unwrap();
     }
     let store = SledStore::open(&path).unwrap();
@@ -183,7 +221,7 @@ fn open_refuses_a_head_that_disagrees_with_the_records() {
     {
         let db = sled_open(&path);
         let tree = db.open_tree("portcullis-v1").unwrap();
-        assert!(sled_format::write_record(&tree, 5u64, None).unwrap());
+        assert!(sled_format::write_record(&tree, &path, 5u64, None).unwrap());
         db.flush().unwrap();
     }
     let err = SledStore::open(&path).unwrap_err();

@@ -109,23 +109,38 @@ fn pinned(key: &PublicKey) -> VerifyOptions {
     }
 }
 
-fn raw_get(t: &sled::Tree, seq: u64) -> Vec<u8> {
-    sled_format::read_record(t, seq).unwrap().unwrap()
+/// The store's tree and directory, as an attacker with file access has them.
+struct Raw<'a> {
+    tree: sled::Tree,
+    dir: &'a Path,
 }
 
-fn raw_put(t: &sled::Tree, seq: u64, v: &[u8]) {
-    assert!(sled_format::write_record(t, seq, Some(v)).unwrap());
+impl std::ops::Deref for Raw<'_> {
+    type Target = sled::Tree;
+    fn deref(&self) -> &sled::Tree {
+        &self.tree
+    }
 }
 
-fn raw_remove(t: &sled::Tree, seq: u64) {
-    assert!(sled_format::write_record(t, seq, None).unwrap());
+fn raw_get(t: &Raw, seq: u64) -> Vec<u8> {
+    sled_format::read_record(&t.tree, t.dir, seq)
+        .unwrap()
+        .unwrap()
+}
+
+fn raw_put(t: &Raw, seq: u64, v: &[u8]) {
+    assert!(sled_format::write_record(&t.tree, t.dir, seq, Some(v)).unwrap());
+}
+
+fn raw_remove(t: &Raw, seq: u64) {
+    assert!(sled_format::write_record(&t.tree, t.dir, seq, None).unwrap());
 }
 
 /// Raw access to the store as an attacker with file access has it.
-fn with_tree(path: &Path, f: impl FnOnce(&sled::Tree)) {
+fn with_tree(path: &Path, f: impl FnOnce(&Raw)) {
     let db = sled_open(path);
     let tree = db.open_tree(TREE).unwrap();
-    f(&tree);
+    f(&Raw { tree, dir: path });
     db.flush().unwrap();
 }
 
