@@ -15,24 +15,27 @@ pub enum Verdict {
 }
 
 /// A verdict with the rule that produced it and why.
+///
+/// Fields are declared in the byte order of their names, the order of the recorder's
+/// canonical JSON, so that the recorder writes them as they come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Identifier of the deciding rule (`target-access`, a configured rule id, `default`).
-    pub rule: String,
-    /// Human-readable reason.
-    pub reason: String,
     /// Approval request or grant that turned a review into this decision, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
-    /// Who must approve, for a [`Verdict::Review`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<ReviewRequirement>,
     /// What the policy found the command to be (statement kinds such as `read`, `write`,
     /// `ddl`), used by just-in-time grants and shown to approvers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kinds: Vec<String>,
+    /// Human-readable reason.
+    pub reason: String,
+    /// Who must approve, for a [`Verdict::Review`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewRequirement>,
+    /// Identifier of the deciding rule (`target-access`, a configured rule id, `default`).
+    pub rule: String,
+    /// The verdict.
+    pub verdict: Verdict,
 }
 
 /// Who must approve a command under review.

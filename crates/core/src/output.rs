@@ -45,28 +45,31 @@ pub enum TextKind {
 }
 
 /// How a command ended, as seen by the gateway.
+///
+/// Fields are declared in the byte order of their names, the order of the recorder's
+/// canonical JSON, so that the recorder writes them as they come.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Completion {
-    /// Rows returned to the client.
-    pub rows_returned: u64,
-    /// Rows affected as reported by the target (INSERT/UPDATE/DELETE/COPY...).
-    pub rows_affected: Option<u64>,
-    /// The target's completion tag (`SELECT 3`, `UPDATE 1`), or HTTP status, or exit status.
-    pub tag: Option<String>,
-    /// Error code and message if the command failed (already masked).
-    pub error: Option<String>,
     /// Bytes of output passed to the client.
     pub bytes: u64,
-    /// Whether the command was skipped by the target (for example after an earlier error in a pipeline).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub skipped: bool,
-    /// Masking counts by detector or column rule; never values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub masked: BTreeMap<String, u64>,
     /// Protocol-specific details of the outcome, already masked (HTTP: an excerpt of the
     /// response body; an upgraded stream's byte counts per direction).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    /// Error code and message if the command failed (already masked).
+    pub error: Option<String>,
+    /// Masking counts by detector or column rule; never values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub masked: BTreeMap<String, u64>,
+    /// Rows affected as reported by the target (INSERT/UPDATE/DELETE/COPY...).
+    pub rows_affected: Option<u64>,
+    /// Rows returned to the client.
+    pub rows_returned: u64,
+    /// Whether the command was skipped by the target (for example after an earlier error in a pipeline).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    /// The target's completion tag (`SELECT 3`, `UPDATE 1`), or HTTP status, or exit status.
+    pub tag: Option<String>,
 }
 
 /// Watches or rewrites one command's output. Every method has a no-op default.

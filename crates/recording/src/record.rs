@@ -456,6 +456,34 @@ mod tests {
                 m.end()
             }
         }
+        // Keys written with escapes (compared by their own bytes, not the escaped
+        // ones), more entries than an object keeps inline, in any order.
+        let tricky: &[(&str, u8)] = &[
+            ("z", 1),
+            ("a\"q", 2),
+            ("\n", 3),
+            ("\\", 4),
+            ("é", 5),
+            ("A", 6),
+            ("a", 7),
+            ("b\u{1}", 8),
+            ("", 9),
+            ("m", 10),
+            ("a\"q", 11),
+        ];
+        let mut direct = Vec::new();
+        crate::canonical::write(&Repeated(tricky), &mut direct).unwrap();
+        let via_value = canonical_value(&serde_json::to_value(Repeated(tricky)).unwrap()).unwrap();
+        assert_eq!(String::from_utf8(direct).unwrap(), via_value);
+        // Number keys are written as their decimal text and sorted as text.
+        let numbers: std::collections::BTreeMap<u32, bool> =
+            [(9, true), (10, false), (100, true)].into();
+        let mut direct = Vec::new();
+        crate::canonical::write(&numbers, &mut direct).unwrap();
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            r#"{"10":false,"100":true,"9":true}"#
+        );
         for pairs in [
             &[("a", 1), ("a", 2), ("b", 3)][..],
             &[("b", 3), ("a", 1), ("a", 2)][..],
