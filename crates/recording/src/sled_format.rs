@@ -53,9 +53,12 @@ pub const MAX_BATCH_RECORDS: usize = 256;
 pub const MAX_BATCH_BYTES: usize = 6 * 1024;
 
 /// A batch kept in the record files (a pointer in the tree) is closed at this size
-/// (or at [`MAX_BATCH_RECORDS`]): one append is usually one batch, and reading one
-/// record reads at most about this much.
-pub const MAX_POINTED_BATCH_BYTES: usize = 64 * 1024;
+/// or at [`MAX_POINTED_BATCH_RECORDS`]: one append is usually one batch, and reading
+/// one record reads at most about this much.
+pub const MAX_POINTED_BATCH_BYTES: usize = 256 * 1024;
+
+/// Most records in a batch kept in the record files.
+pub const MAX_POINTED_BATCH_RECORDS: usize = 1024;
 
 /// The key of the batch whose first record has sequence `first_seq`.
 pub fn batch_key(first_seq: u64) -> [u8; 9] {

@@ -8,8 +8,8 @@
 //! | key | value |
 //! | --- | --- |
 //! | `b` first seq (u64 BE) | a pointer to the records of one append in the record files (below), or the records themselves, packed (temporary stores, stores written before version 3; see [`crate::sled_format`]) |
-//! | `s` session id (16 bytes) | the [`SessionSummary`] as JSON; for a session of at most 64 records, followed by a newline and the global seqs of its records (u64 BE each) |
-//! | `x` session id, session seq (u64 BE) | for a longer session: the global seqs (u64 BE each) of the session's records in one append, from that session seq on |
+//! | `s` session id (16 bytes) | the [`SessionSummary`] as JSON, then, unless empty, a newline and the session's tail: the global seqs (u64 BE each) of its latest records, those not in an `x` entry (every record of a session of at most 128) |
+//! | `x` session id, session seq (u64 BE) | for a longer session: the global seqs (u64 BE each) of a run of the session's records (a tail that outgrew 128), from that session seq on (stores written by earlier versions have one per append, read the same way) |
 //! | `t` opened_at (i64 BE, sign bit flipped), session id | empty (time index) |
 //! | `m` `head` | head seq (u64 BE) and hash (32 bytes) |
 //! | `m` `format` | `portcullis-recording-v3` (a `v2` store is accepted and marked `v3` when opened) |
@@ -44,7 +44,8 @@ use crate::journal::{self, Flusher, Journal, Ops};
 use crate::record::{split_hash, split_u64};
 use crate::record_log::{Pointer, RecordLog};
 use crate::sled_format::{
-    self, BATCH_PREFIX, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_POINTED_BATCH_BYTES, batch_key,
+    self, BATCH_PREFIX, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_POINTED_BATCH_BYTES,
+    MAX_POINTED_BATCH_RECORDS, batch_key,
 };
 use crate::{
     Appended, Checkpoint, CheckpointIter, EventStore, Head, PruneStats, PublicKeyRecord,
@@ -71,9 +72,11 @@ const PRUNE_CHUNK: usize = 64;
 /// emptied and summaries are read back from the tree as sessions show up again.
 const OPEN_SUMMARIES: usize = 16_384;
 
-/// Most records of a session indexed inside its summary value; a longer session is
-/// indexed by `x` entries instead.
-const INLINE_SEQS: usize = 64;
+/// Most records of a session indexed inside its summary value (its tail): beyond that,
+/// the tail moves into one `x` entry. A session of at most this many records costs no
+/// `x` entry at all, and a long one an `x` entry per this many records instead of one
+/// per append (the summary value is rewritten with every append anyway).
+const TAIL_SEQS: usize = 128;
 
 /// What the append path keeps between appends.
 struct WriteState {
@@ -83,25 +86,23 @@ struct WriteState {
     open: HashMap<SessionId, SessionEntry>,
 }
 
-/// A session's `s` value: its summary and, while the session is short, the global seqs
-/// of its records (so a short session costs no `x` entry).
+/// A session's `s` value: its summary and the global seqs of its latest records, those
+/// not yet in an `x` entry (all of them for a short session).
 struct SessionEntry {
     summary: SessionSummary,
-    /// Global seqs (u64 BE each), when indexed inline.
-    inline: Vec<u8>,
-    /// Whether the session is indexed inline (every record so far is in `inline`).
-    inline_mode: bool,
+    /// Global seqs (u64 BE each) of the session's records after those in `x` entries.
+    tail: Vec<u8>,
 }
 
 impl SessionEntry {
-    /// The stored form: the summary's JSON, then, when indexed inline, a newline and the
-    /// seqs (JSON text never holds a raw newline).
+    /// The stored form: the summary's JSON, then, when the tail is not empty, a newline
+    /// and the seqs (JSON text never holds a raw newline).
     fn encode(&self) -> Result<Vec<u8>> {
         let mut v =
             serde_json::to_vec(&self.summary).map_err(|e| RecordingError::Encode(e.to_string()))?;
-        if self.inline_mode {
+        if !self.tail.is_empty() {
             v.push(b'\n');
-            v.extend_from_slice(&self.inline);
+            v.extend_from_slice(&self.tail);
         }
         Ok(v)
     }
@@ -112,19 +113,14 @@ impl SessionEntry {
             seq: None,
             reason: format!("session {id} summary: {e}"),
         })?;
-        let inline_mode = inline.is_some();
-        let inline = inline.unwrap_or_default().to_vec();
-        if inline.len() % 8 != 0 {
+        let tail = inline.unwrap_or_default().to_vec();
+        if tail.len() % 8 != 0 {
             return Err(RecordingError::Corrupt {
                 seq: None,
                 reason: format!("session {id}: malformed inline index"),
             });
         }
-        Ok(Self {
-            summary,
-            inline,
-            inline_mode,
-        })
+        Ok(Self { summary, tail })
     }
 }
 
@@ -492,10 +488,10 @@ impl EventStore for SledStore {
         let mut cut_start = 0usize;
         let mut packed_first = 0u64;
         let mut packed_count = 0usize;
-        let max_bytes = if self.batches.records.is_some() {
-            MAX_POINTED_BATCH_BYTES
+        let (max_records, max_bytes) = if self.batches.records.is_some() {
+            (MAX_POINTED_BATCH_RECORDS, MAX_POINTED_BATCH_BYTES)
         } else {
-            MAX_BATCH_BYTES
+            (MAX_BATCH_RECORDS, MAX_BATCH_BYTES)
         };
         let mut head = start;
         for event in events {
@@ -517,8 +513,7 @@ impl EventStore for SledStore {
                             batch.insert(time_key(summary.opened_at, &summary.id), Vec::new());
                             SessionEntry {
                                 summary,
-                                inline: Vec::new(),
-                                inline_mode: true,
+                                tail: Vec::new(),
                             }
                         }
                     };
@@ -534,7 +529,7 @@ impl EventStore for SledStore {
                 crate::record::encode_chained(head, session_seq, event, out)
             })?;
             packed_count += 1;
-            if packed_count == MAX_BATCH_RECORDS || packed.len() - cut_start >= max_bytes {
+            if packed_count == max_records || packed.len() - cut_start >= max_bytes {
                 cuts.push((packed_first, cut_start, packed.len()));
                 cut_start = packed.len();
                 packed_count = 0;
@@ -554,20 +549,16 @@ impl EventStore for SledStore {
             let Some(entry) = entries.get_mut(&id) else {
                 continue;
             };
-            if !entry.inline_mode {
-                batch.insert(session_event_key(&id, first_session_seq), seqs);
-            } else if entry.inline.len().saturating_add(seqs.len()) <= INLINE_SEQS * 8 {
-                entry.inline.extend_from_slice(&seqs);
-            } else {
-                // The session outgrew its inline list: from now on it is indexed by `x`
-                // entries, the first holding the inline seqs and this append's.
-                let inline_first = first_session_seq
-                    .saturating_sub((entry.inline.len() / 8) as u64)
-                    .max(1);
-                let mut all = std::mem::take(&mut entry.inline);
-                all.extend_from_slice(&seqs);
-                batch.insert(session_event_key(&id, inline_first), all);
-                entry.inline_mode = false;
+            // The tail's records are the session's latest, consecutive in session seq.
+            let tail_first = first_session_seq
+                .saturating_sub((entry.tail.len() / 8) as u64)
+                .max(1);
+            entry.tail.extend_from_slice(&seqs);
+            if entry.tail.len() > TAIL_SEQS * 8 {
+                batch.insert(
+                    session_event_key(&id, tail_first),
+                    std::mem::take(&mut entry.tail),
+                );
             }
         }
         for (id, entry) in &entries {
@@ -698,8 +689,9 @@ impl EventStore for SledStore {
         prefix.push(P_SESSION_EVENT);
         prefix.extend_from_slice(id.as_bytes());
         let mut reader = self.reader();
-        // A short session's seqs are inline in its summary value; seqs at or below the
-        // base were pruned (pruning leaves inline lists as they are).
+        // The session's `x` entries come first, in session order, then the tail kept in
+        // its summary value (all of a short session's seqs); seqs at or below the base
+        // were pruned (pruning leaves tails as they are).
         let pruned_through = self.base()?.map_or(0, |b| b.seq);
         let value = self.tree.get(session_key(&id))?;
         let inline = value
@@ -736,7 +728,7 @@ impl EventStore for SledStore {
                     .filter_map(|c| split_u64(c).map(|(s, _)| Ok(s)))
                     .collect()
             });
-        let iter = inline.into_iter().chain(indexed).map(move |seq| {
+        let iter = indexed.chain(inline).map(move |seq| {
             let seq = seq?;
             reader.record(seq)?.ok_or_else(|| RecordingError::Corrupt {
                 seq: Some(seq),
