@@ -12,9 +12,141 @@ use serde::ser::{self, Serialize};
 /// `serde::ser::Error`.
 type R<T = ()> = Result<T, serde_json::Error>;
 
-/// Appends the canonical JSON of `value` to `out`.
+/// Appends the canonical JSON of `value` to `out` (what [`write_event`] must equal for
+/// events; the recorder itself writes events only).
+#[cfg(test)]
 pub(crate) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> R {
     value.serialize(Canonical { out })
+}
+
+/// Appends the canonical JSON of `event` to `out`, exactly as [`write`] would: its own
+/// fields and those of its (flattened) kind in one object. The kind's fields go
+/// straight into that object under their static names, where serde's flattening would
+/// pass them through a map (a key allocated per field).
+pub(crate) fn write_event(event: &portcullis_core::Event, out: &mut Vec<u8>) -> R {
+    // Destructured so that a field added to `Event` fails to compile here instead of
+    // going unrecorded.
+    let portcullis_core::Event { session, at, kind } = event;
+    let mut object = Object::new(out, Some(8));
+    object.entry(Key::Borrowed("at"), at)?;
+    object.entry(Key::Borrowed("session"), session)?;
+    kind.serialize(Flatten {
+        object: &mut object,
+    })?;
+    object.finish()
+}
+
+/// Serializes an internally tagged struct variant (the event kind) into an enclosing
+/// object: its tag and fields become entries of `object`. Anything else is an error.
+struct Flatten<'o, 'a> {
+    object: &'o mut Object<'a>,
+}
+
+fn not_flat<T>() -> R<T> {
+    Err(ser::Error::custom(
+        "an event kind must serialize as a struct (an internally tagged struct variant)",
+    ))
+}
+
+impl ser::SerializeStruct for Flatten<'_, '_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> R {
+        self.object.entry(Key::Borrowed(key), v)
+    }
+    fn end(self) -> R {
+        Ok(())
+    }
+}
+
+macro_rules! not_flat_scalar {
+    ($($f:ident: $t:ty),*) => {$(
+        fn $f(self, _v: $t) -> R {
+            not_flat()
+        }
+    )*};
+}
+
+impl<'o, 'a> ser::Serializer for Flatten<'o, 'a> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    type SerializeSeq = ser::Impossible<(), serde_json::Error>;
+    type SerializeTuple = ser::Impossible<(), serde_json::Error>;
+    type SerializeTupleStruct = ser::Impossible<(), serde_json::Error>;
+    type SerializeTupleVariant = ser::Impossible<(), serde_json::Error>;
+    type SerializeMap = ser::Impossible<(), serde_json::Error>;
+    type SerializeStruct = Flatten<'o, 'a>;
+    type SerializeStructVariant = ser::Impossible<(), serde_json::Error>;
+
+    not_flat_scalar!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16,
+        serialize_i32: i32, serialize_i64: i64, serialize_u8: u8, serialize_u16: u16,
+        serialize_u32: u32, serialize_u64: u64, serialize_f32: f32, serialize_f64: f64,
+        serialize_char: char, serialize_str: &str, serialize_bytes: &[u8]);
+
+    fn serialize_struct(self, _n: &'static str, _len: usize) -> R<Self> {
+        Ok(self)
+    }
+    fn serialize_none(self) -> R {
+        not_flat()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _v: &T) -> R {
+        not_flat()
+    }
+    fn serialize_unit(self) -> R {
+        not_flat()
+    }
+    fn serialize_unit_struct(self, _n: &'static str) -> R {
+        not_flat()
+    }
+    fn serialize_unit_variant(self, _n: &'static str, _i: u32, _v: &'static str) -> R {
+        not_flat()
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _n: &'static str, _v: &T) -> R {
+        not_flat()
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _n: &'static str,
+        _i: u32,
+        _variant: &'static str,
+        _v: &T,
+    ) -> R {
+        not_flat()
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> R<Self::SerializeSeq> {
+        not_flat()
+    }
+    fn serialize_tuple(self, _len: usize) -> R<Self::SerializeTuple> {
+        not_flat()
+    }
+    fn serialize_tuple_struct(
+        self,
+        _n: &'static str,
+        _len: usize,
+    ) -> R<Self::SerializeTupleStruct> {
+        not_flat()
+    }
+    fn serialize_tuple_variant(
+        self,
+        _n: &'static str,
+        _i: u32,
+        _v: &'static str,
+        _len: usize,
+    ) -> R<Self::SerializeTupleVariant> {
+        not_flat()
+    }
+    fn serialize_map(self, _len: Option<usize>) -> R<Self::SerializeMap> {
+        not_flat()
+    }
+    fn serialize_struct_variant(
+        self,
+        _n: &'static str,
+        _i: u32,
+        _v: &'static str,
+        _len: usize,
+    ) -> R<Self::SerializeStructVariant> {
+        not_flat()
+    }
 }
 
 /// Writes one JSON scalar the way serde_json does.

@@ -224,7 +224,7 @@ pub(crate) fn encode_chained(
     let hash_at = out.len();
     out.extend_from_slice(&[0u8; 32]);
     let json_at = out.len();
-    if let Err(e) = crate::canonical::write(event, out) {
+    if let Err(e) = crate::canonical::write_event(event, out) {
         out.truncate(start);
         return Err(RecordingError::Encode(e.to_string()));
     }
@@ -265,7 +265,8 @@ pub fn record_hash(seq: u64, session_seq: u64, prev: &ChainHash, canonical: &[u8
 /// event's serde serialization.
 pub fn canonical_json(event: &Event) -> Result<String> {
     let mut out = Vec::with_capacity(256);
-    crate::canonical::write(event, &mut out).map_err(|e| RecordingError::Encode(e.to_string()))?;
+    crate::canonical::write_event(event, &mut out)
+        .map_err(|e| RecordingError::Encode(e.to_string()))?;
     String::from_utf8(out).map_err(|e| RecordingError::Encode(e.to_string()))
 }
 
@@ -428,9 +429,45 @@ mod tests {
                 },
             ),
         ];
-        for e in &events {
+        let more = [
+            EventKind::SessionRefused {
+                subject: None,
+                target: Some("orders".into()),
+                client_addr: Some("127.0.0.1:5".into()),
+                side: portcullis_core::Side::Client,
+                reason: "bad token".into(),
+            },
+            EventKind::FileOperation {
+                seq: 3,
+                protocol: "sftp".into(),
+                op: "rename".into(),
+                path: "/a".into(),
+                to: Some("/b".into()),
+                direction: None,
+                bytes: 0,
+                size: None,
+                error: None,
+            },
+            EventKind::ApprovalDecided {
+                request: "r1".into(),
+                approver: "carol".into(),
+                approved: true,
+                justification: "ticket 7".into(),
+            },
+            EventKind::GrantEnded {
+                grant: "g1".into(),
+                reason: "revoked".into(),
+                by: None,
+            },
+        ];
+        let more: Vec<Event> = more.into_iter().map(|k| Event::now(s, k)).collect();
+        for e in events.iter().chain(&more) {
             let via_value = canonical_value(&serde_json::to_value(e).unwrap()).unwrap();
             assert_eq!(canonical_json(e).unwrap(), via_value);
+            // The event writer and serde's flattening give the same bytes.
+            let mut flattened = Vec::new();
+            crate::canonical::write(e, &mut flattened).unwrap();
+            assert_eq!(canonical_json(e).unwrap().as_bytes(), flattened);
         }
         // Any JSON value (maps, arrays, numbers, nesting) comes out as the Value path writes it.
         let v: Value = serde_json::from_str(

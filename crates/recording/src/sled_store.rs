@@ -84,6 +84,9 @@ struct WriteState {
     /// Entries of sessions that have not ended, as last written: an append to a long
     /// session does not read and decode its summary back from the tree.
     open: HashMap<SessionId, SessionEntry>,
+    /// The last append's packed records, emptied: reused so that an append does not grow
+    /// a fresh buffer (reallocating and copying it several times) every time.
+    packed: Vec<u8>,
 }
 
 /// A session's `s` value: its summary and the global seqs of its latest records, those
@@ -324,6 +327,7 @@ impl SledStore {
             state: Mutex::new(WriteState {
                 head,
                 open: HashMap::new(),
+                packed: Vec::new(),
             }),
             chain,
             path,
@@ -483,7 +487,8 @@ impl EventStore for SledStore {
         // seqs of its records in this append (u64 BE each).
         let mut appended: HashMap<SessionId, (u64, Vec<u8>)> = HashMap::new();
         // The append's records, packed, and where each batch of them starts and ends.
-        let mut packed = Vec::new();
+        let mut packed = std::mem::take(&mut state.packed);
+        packed.clear();
         let mut cuts: Vec<(u64, usize, usize)> = Vec::new();
         let mut cut_start = 0usize;
         let mut packed_first = 0u64;
@@ -545,6 +550,9 @@ impl EventStore for SledStore {
             cuts.push((packed_first, cut_start, packed.len()));
         }
         self.store_batches(&packed, &cuts, &mut batch)?;
+        if packed.capacity() <= 4 * MAX_POINTED_BATCH_BYTES {
+            state.packed = packed;
+        }
         for (id, (first_session_seq, seqs)) in appended {
             let Some(entry) = entries.get_mut(&id) else {
                 continue;
