@@ -25,6 +25,9 @@ use crate::{RecordingError, Result};
 /// A file is closed, and the next one started, once it holds this many bytes.
 pub(crate) const FILE_BYTES: u64 = 64 << 20;
 
+/// Most record files kept open for reading at once.
+const OPEN_READERS: usize = 32;
+
 /// First bytes of a pointer value. An inline batch value starts with its first
 /// record's sequence number, which never reaches `u64::MAX`.
 const TAG: [u8; 8] = [0xff; 8];
@@ -233,6 +236,10 @@ impl RecordLog {
                 reason: format!("record file {number}: {e}"),
             })?;
         let file = Arc::new(file);
+        if readers.len() >= OPEN_READERS {
+            // Readers of a large store move through its files in order: keep few open.
+            readers.clear();
+        }
         readers.insert(number, file.clone());
         Ok(file)
     }
