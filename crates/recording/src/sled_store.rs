@@ -217,13 +217,17 @@ impl SledStore {
         std::fs::create_dir_all(dir)?;
         let tree = db.open_tree(TREE)?;
         let mut replayed = 0u64;
+        // Every record file before the last was synced when the next one started, so
+        // only the last can lack records; a pointer into an earlier file that is gone was
+        // pruned (a later entry of the journal removes it again).
+        let last_file = records.current_file()?;
         let (last_lsn, last_segment) = journal::replay(dir, |lsn, ops| {
             // The record files are synced before the journal, except when the journal
             // moves to its next segment between syncs: an entry whose records are not
             // all there was never acknowledged as durable, nor anything after it.
             let missing = ops.0.iter().find_map(|op| match op {
                 journal::Op::Insert(k, v) if k.first() == Some(&BATCH_PREFIX) => {
-                    Pointer::decode(v).filter(|p| !records.holds(p))
+                    Pointer::decode(v).filter(|p| p.file >= last_file && !records.holds(p))
                 }
                 _ => None,
             });
@@ -1068,6 +1072,17 @@ mod tests {
         std::fs::create_dir_all(&jdir).unwrap();
         let records = RecordLog::open(&dir.path().join("records")).unwrap();
         let mut journal = Journal::create(&jdir, 0, 0).unwrap();
+        // An entry pointing into an earlier record file that pruning deleted since (a
+        // later entry would remove the pointer) does not end the replay.
+        let mut pruned = Ops::default();
+        let gone = Pointer {
+            file: 0,
+            offset: 0,
+            len: 5,
+            crc: 0,
+        };
+        pruned.insert(batch_key(0), gone.encode());
+        assert_eq!(journal.write(&pruned).unwrap(), 1);
         let mut entry = |key: &[u8], bytes: &[u8]| {
             let (file, offset) = records.append(bytes).unwrap();
             let ptr = Pointer {
@@ -1081,9 +1096,9 @@ mod tests {
             ops.insert(key.to_vec(), b"x".to_vec());
             journal.write(&ops).unwrap()
         };
-        assert_eq!(entry(&[1], b"first records"), 1);
-        assert_eq!(entry(&[2], b"second records"), 2);
-        assert_eq!(entry(&[3], b"third records"), 3);
+        assert_eq!(entry(&[1], b"first records"), 2);
+        assert_eq!(entry(&[2], b"second records"), 3);
+        assert_eq!(entry(&[3], b"third records"), 4);
         journal.current().sync_data().unwrap();
         drop(journal);
         // The second entry's records never reached the disk (a power loss after the
@@ -1104,12 +1119,13 @@ mod tests {
         let log_file = File::open(dir.path().join("db").join("db")).unwrap();
         let mut journal = SledStore::recover(&db, &log_file, &jdir, &records).unwrap();
         let tree = db.open_tree(TREE).unwrap();
+        assert_eq!(tree.get(batch_key(0)).unwrap().unwrap(), gone.encode());
         assert!(tree.get([1u8]).unwrap().is_some());
         assert!(tree.get(batch_key(1)).unwrap().is_some());
         assert!(tree.get([2u8]).unwrap().is_none());
         assert!(tree.get(batch_key(2)).unwrap().is_none());
         assert!(tree.get([3u8]).unwrap().is_none());
         // The journal goes on after the last entry applied.
-        assert_eq!(journal.write(&Ops::default()).unwrap(), 2);
+        assert_eq!(journal.write(&Ops::default()).unwrap(), 3);
     }
 }
