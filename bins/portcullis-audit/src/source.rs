@@ -96,7 +96,7 @@ pub fn open_sled(path: &std::path::Path) -> Result<SledStore, AuditError> {
 /// A source of records.
 pub enum Source {
     /// A stopped gateway's store.
-    Store(SledStore),
+    Store(Box<SledStore>),
     /// A shared PostgreSQL store (every chain, or the one `--chain` names).
     Shared(Box<PgStore>),
     /// A running gateway's query API.
@@ -136,7 +136,7 @@ impl Source {
                     client: Box::new(client),
                 })
             }
-            (None, Some(StoreArg::Sled(path))) => Ok(Source::Store(open_sled(&path)?)),
+            (None, Some(StoreArg::Sled(path))) => Ok(Source::Store(Box::new(open_sled(&path)?))),
             (None, Some(StoreArg::Postgres(url))) => Ok(Source::Shared(Box::new(open_shared(&url, chain)?))),
             (None, None) => Err(AuditError::Usage(
                 "say where the record is: --gateway URL (running gateway) or --store PATH (stopped gateway)".into(),
@@ -148,7 +148,7 @@ impl Source {
     /// The store behind a store source.
     fn store(&self) -> Option<&dyn EventStore> {
         match self {
-            Source::Store(s) => Some(s),
+            Source::Store(s) => Some(s.as_ref()),
             Source::Shared(s) => Some(s.as_ref()),
             Source::Gateway { .. } => None,
         }
