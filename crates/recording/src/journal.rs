@@ -54,6 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::numbered_files::{self, sync_dir};
 use crate::{RecordingError, Result};
 
 const MAGIC: &[u8; 4] = b"PCJ1";
@@ -194,30 +195,12 @@ fn take_u32(r: &mut &[u8]) -> Option<usize> {
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:016}.log"))
+    numbered_files::path(dir, number, "log")
 }
 
 /// The segments in `dir`, in number order.
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let number = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(number) = number {
-            found.push((number, path));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    numbered_files::list(dir, "log")
 }
 
 /// What the reader found at an offset.

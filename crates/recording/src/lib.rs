@@ -65,6 +65,7 @@ mod config;
 pub mod discard;
 mod error;
 mod journal;
+mod numbered_files;
 pub mod pg_store;
 pub mod record;
 mod record_log;

@@ -20,6 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::numbered_files::{self, sync_dir};
 use crate::{RecordingError, Result};
 
 /// A file is closed, and the next one started, once it holds this many bytes.
@@ -116,30 +117,12 @@ impl std::fmt::Debug for RecordLog {
 }
 
 fn file_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:016}.rec"))
+    numbered_files::path(dir, number, "rec")
 }
 
 /// The record files in `dir`, in number order.
 fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let number = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".rec"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(number) = number {
-            found.push((number, path));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    numbered_files::list(dir, "rec")
 }
 
 fn create(dir: &Path, number: u64) -> Result<File> {
@@ -247,17 +230,7 @@ impl RecordLog {
     /// The bytes `ptr` points to (not checked against its CRC: the chain's hashes
     /// say whether a record was altered).
     pub(crate) fn read(&self, ptr: &Pointer) -> Result<Vec<u8>> {
-        let file = self.reader(ptr.file)?;
-        let mut buf = vec![0u8; ptr.len as usize];
-        file.read_exact_at(&mut buf, ptr.offset)
-            .map_err(|e| RecordingError::Corrupt {
-                seq: None,
-                reason: format!(
-                    "record file {} has no {} bytes at {}: {e}",
-                    ptr.file, ptr.len, ptr.offset
-                ),
-            })?;
-        Ok(buf)
+        read_at(&*self.reader(ptr.file)?, ptr)
     }
 
     /// Whether the bytes `ptr` points to are there, whole (replay's check).
@@ -303,9 +276,20 @@ impl RecordLog {
 /// Reads the bytes `ptr` points to from the record files in `dir`, without opening
 /// the store (raw access, as the tamper helpers have it).
 pub(crate) fn read_detached(dir: &Path, ptr: &Pointer) -> Result<Vec<u8>> {
-    let file = File::open(file_path(dir, ptr.file))?;
+    read_at(&File::open(file_path(dir, ptr.file))?, ptr)
+}
+
+/// The bytes `ptr` points to in `file`.
+fn read_at(file: &File, ptr: &Pointer) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; ptr.len as usize];
-    file.read_exact_at(&mut buf, ptr.offset)?;
+    file.read_exact_at(&mut buf, ptr.offset)
+        .map_err(|e| RecordingError::Corrupt {
+            seq: None,
+            reason: format!(
+                "record file {} has no {} bytes at {}: {e}",
+                ptr.file, ptr.len, ptr.offset
+            ),
+        })?;
     Ok(buf)
 }
 

@@ -24,10 +24,11 @@
 //! its values, it copied every record into its log with the insert and again with each
 //! split and consolidation of the tail leaf (a third of the recording threads' CPU
 //! under `pgbench -S`, its I/O threads included). The record files are synced before
-//! the journal and before the tree is flushed, so a synced journal entry or a flushed
-//! tree never points past what the files hold; replay checks each pointer of an entry
-//! (length and CRC) before applying it and stops at the first entry whose records did
-//! not reach the disk.
+//! the journal when the store syncs and before the tree is flushed, so neither an
+//! acknowledged entry nor the flushed tree points past what the files hold; a journal
+//! sync of its own (a segment switch, the flusher's) can run ahead of them, so replay
+//! checks each pointer into the last record file (length and CRC) before applying it
+//! and stops at the first entry whose records did not reach the disk.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};

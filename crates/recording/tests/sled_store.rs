@@ -91,6 +91,19 @@ fn five_records(path: &std::path::Path) {
     store.sync().unwrap();
 }
 
+/// `verify` stops at record 2 (of [`five_records`]) with a hash mismatch.
+fn assert_record_2_altered(path: &std::path::Path) {
+    let store = SledStore::open(path).unwrap();
+    let report = verify_chain(&store).unwrap();
+    let bad = report.first_bad.unwrap();
+    assert_eq!(bad.seq, 2);
+    assert!(
+        matches!(bad.problem, ChainProblem::HashMismatch { .. }),
+        "{bad:?}"
+    );
+    assert_eq!(report.verified, 1);
+}
+
 #[test]
 fn verify_names_an_edited_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,15 +113,7 @@ fn verify_names_an_edited_event() {
         let pos = v.windows(6).position(|w| w == b"secret").unwrap();
         v[pos..pos + 6].copy_from_slice(b"public");
     });
-    let store = SledStore::open(&path).unwrap();
-    let report = verify_chain(&store).unwrap();
-    let bad = report.first_bad.unwrap();
-    assert_eq!(bad.seq, 2);
-    assert!(
-        matches!(bad.problem, ChainProblem::HashMismatch { .. }),
-        "{bad:?}"
-    );
-    assert_eq!(report.verified, 1);
+    assert_record_2_altered(&path);
 }
 
 #[test]
@@ -133,17 +138,8 @@ fn verify_names_an_event_edited_in_the_record_files() {
     let pos = bytes.windows(6).position(|w| w == b"secret").unwrap();
     bytes[pos..pos + 6].copy_from_slice(b"public");
     std::fs::write(&files[0], &bytes).unwrap();
-    let store = SledStore::open(&path).unwrap();
-    let report = verify_chain(&store).unwrap();
-    let bad = report.first_bad.unwrap();
-    assert_eq!(bad.seq, 2);
-    assert!(
-        matches!(bad.problem, ChainProblem::HashMismatch { .. }),
-        "{bad:?}"
-    );
-    assert_eq!(report.verified, 1);
+    assert_record_2_altered(&path);
     // A deleted record file leaves every record it held unreadable, named as corrupt.
-    drop(store);
     std::fs::remove_file(&files[0]).unwrap();
     let err = SledStore::open(&path).unwrap_err();
     assert!(matches!(err, RecordingError::Corrupt { .. }), "{err:?}");
