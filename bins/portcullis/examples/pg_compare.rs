@@ -5,8 +5,12 @@
 //! `cargo run --release -p portcullis --example pg_compare`.
 //! Environment: `BENCH_SECONDS` (per run, default 10), `BENCH_ROUNDS` (default 3),
 //! `BENCH_DURABILITY` (`batched` or `strict`, default batched), `BENCH_WRITER_PRIORITY`
-//! (the recorder's `writer_priority`, `normal` or `idle`, default normal). `BENCH_PATHS` naming
-//! `idle` adds a third gateway, recorded with `writer_priority = "idle"`, as path `idle`.
+//! (the recorder's `writer_priority`, `normal` or `idle`, default normal), `BENCH_RECORDING` (more
+//! `[recording]` lines for the recorded gateways, say `flush_events = 4096`). `BENCH_PATHS` naming
+//! `idle` adds a third gateway, recorded with `writer_priority = "idle"`, as path `idle`;
+//! `PORTCULLIS_BIN` runs another gateway binary than `target/release/portcullis`;
+//! naming `alt` adds a recorded gateway run from `PORTCULLIS_ALT_BIN` (default: this build)
+//! with `BENCH_ALT_RECORDING`'s `[recording]` lines, as path `alt`, for A/B series.
 //! The gateway serves two
 //! targets on the same database: `bench` (recording and policy) and `bench_masked` (the
 //! same plus every built-in masking detector), measured side by side.
@@ -69,6 +73,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn gateway_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PORTCULLIS_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     // target/release/examples/pg_compare -> target/release/portcullis
     exe.parent().unwrap().parent().unwrap().join("portcullis")
@@ -195,9 +202,12 @@ fn main() {
             .ok()
             .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
     };
+    // BENCH_RECORDING: more `[recording]` lines for the recorded gateways (say
+    // `flush_events = 4096`), to compare settings.
+    let extra = std::env::var("BENCH_RECORDING").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
     let recording = format!(
-        "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"{priority}\"",
+        "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"{priority}\"\n{extra}",
         dir.path().join("recording").display()
     );
     let (_gateway, gw_port) = start_gateway(&gateway_bin(), dir.path(), &pg, &recording);
@@ -215,10 +225,26 @@ fn main() {
     let idle_dir = tempfile::tempdir().unwrap();
     let idle = wants_idle.then(|| {
         let recording = format!(
-            "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"idle\"",
+            "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"idle\"\n{extra}",
             idle_dir.path().join("recording").display()
         );
         start_gateway(&gateway_bin(), idle_dir.path(), &pg, &recording)
+    });
+    // A fourth gateway, recorded, when BENCH_PATHS names `alt`: PORTCULLIS_ALT_BIN (another
+    // build, say the commit before a change) or this one, with BENCH_ALT_RECORDING's
+    // `[recording]` lines instead of BENCH_RECORDING's: an A/B inside one run.
+    let wants_alt = only("BENCH_PATHS").is_some_and(|p| p.iter().any(|p| p == "alt"));
+    let alt_dir = tempfile::tempdir().unwrap();
+    let alt = wants_alt.then(|| {
+        let alt_extra = std::env::var("BENCH_ALT_RECORDING").unwrap_or_default();
+        let bin = std::env::var_os("PORTCULLIS_ALT_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(gateway_bin);
+        let recording = format!(
+            "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"{priority}\"\n{alt_extra}",
+            alt_dir.path().join("recording").display()
+        );
+        start_gateway(&bin, alt_dir.path(), &pg, &recording)
     });
     let token = {
         let out = Command::new(gateway_bin())
@@ -267,6 +293,9 @@ fn main() {
     }
     if let Some((_, port)) = &idle {
         paths.push(("idle", *port, "bench", token.as_str(), "bench"));
+    }
+    if let Some((_, port)) = &alt {
+        paths.push(("alt", *port, "bench", token.as_str(), "bench"));
     }
     if let Some(keep) = only("BENCH_PATHS") {
         paths.retain(|p| keep.iter().any(|k| k == p.0));
@@ -321,23 +350,30 @@ fn main() {
                 (lat("masked") - lat("direct")) * 1000.0
             );
         }
-        for recorded in ["portcullis", "idle"] {
-            if !(results.contains_key("unrecorded") && results.contains_key(recorded)) {
+        for (recorded, base) in [
+            ("portcullis", "unrecorded"),
+            ("idle", "unrecorded"),
+            ("alt", "unrecorded"),
+            ("portcullis", "alt"),
+        ] {
+            if !(results.contains_key(base) && results.contains_key(recorded)) {
                 continue;
             }
-            let pairs: Vec<String> = results[recorded]
+            let ratios: Vec<f64> = results[recorded]
                 .0
                 .iter()
-                .zip(&results["unrecorded"].0)
-                .map(|(a, b)| format!("{:.3}", a / b))
+                .zip(&results[base].0)
+                .map(|(a, b)| a / b)
                 .collect();
-            println!("  {recorded}/unrecorded per round: {}", pairs.join(" "));
+            let pairs: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+            println!("  {recorded}/{base} per round: {}", pairs.join(" "));
             println!(
-                "  recording: {recorded}/unrecorded = {:.3}x (recording costs {:.1}% of the rate), \
-                 added mean latency {:.1} us",
-                tps(recorded) / tps("unrecorded"),
-                (1.0 - tps(recorded) / tps("unrecorded")) * 100.0,
-                (lat(recorded) - lat("unrecorded")) * 1000.0
+                "  {recorded}/{base} = {:.3}x (median tps; {:.1}% of the rate), median of the \
+                 per-round ratios {:.3}x, added mean latency {:.1} us",
+                tps(recorded) / tps(base),
+                (1.0 - tps(recorded) / tps(base)) * 100.0,
+                median(ratios),
+                (lat(recorded) - lat(base)) * 1000.0
             );
         }
     }

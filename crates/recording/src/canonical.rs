@@ -2,9 +2,10 @@
 //! UTF-8 bytes, compact), without building a `serde_json::Value` first.
 //!
 //! Objects are written in place; one whose keys did not arrive in sorted order has its
-//! entries rearranged when it ends. Scalars and strings are written by serde_json itself,
-//! so escaping and number formatting are exactly those of the `Value` path
-//! ([`crate::record::canonicalize`]), which tests compare against.
+//! entries rearranged when it ends. Numbers are written by serde_json itself and strings
+//! with serde_json's escaping rules (a test compares them byte for byte), so the output is
+//! exactly that of the `Value` path ([`crate::record::canonicalize`]), which tests also
+//! compare against.
 
 use serde::ser::{self, Serialize};
 
@@ -16,7 +17,7 @@ type R<T = ()> = Result<T, serde_json::Error>;
 /// events; the recorder itself writes events only).
 #[cfg(test)]
 pub(crate) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> R {
-    value.serialize(Canonical { out })
+    with_ctx(out, |c| value.serialize(Canonical { c }))
 }
 
 /// Appends the canonical JSON of `event` to `out`, exactly as [`write`] would: its own
@@ -27,13 +28,131 @@ pub(crate) fn write_event(event: &portcullis_core::Event, out: &mut Vec<u8>) -> 
     // Destructured so that a field added to `Event` fails to compile here instead of
     // going unrecorded.
     let portcullis_core::Event { session, at, kind } = event;
-    let mut object = Object::new(out, Some(8));
-    object.entry(Key::Borrowed("at"), at)?;
-    object.entry(Key::Borrowed("session"), session)?;
-    kind.serialize(Flatten {
-        object: &mut object,
-    })?;
-    object.finish()
+    with_ctx(out, |c| {
+        let mut object = Object::new(c);
+        object.entry(Key::Borrowed("at"), at)?;
+        object.entry(Key::Borrowed("session"), session)?;
+        kind.serialize(Flatten {
+            object: &mut object,
+        })?;
+        object.finish()
+    })
+}
+
+/// What a write works with: the output and, reused from one write to the next on the
+/// same thread, the entries of the objects being written and room to rearrange them.
+#[derive(Default)]
+struct Ctx {
+    out: Vec<u8>,
+    /// Entries of every open object, innermost last: an object's own start at its
+    /// `base` and are dropped when it ends, so nesting uses the vector as a stack.
+    entries: Vec<(Key, usize, usize)>,
+    /// An unsorted object's written entries while they are put back in order.
+    moved: Vec<u8>,
+}
+
+thread_local! {
+    static CTX: std::cell::RefCell<Ctx> = std::cell::RefCell::new(Ctx::default());
+}
+
+/// Runs `f` on a context writing to `out`: the thread's own (its vectors already grown),
+/// or a fresh one if that is in use or gone.
+fn with_ctx(out: &mut Vec<u8>, f: impl FnOnce(&mut Ctx) -> R) -> R {
+    let mut f = Some(f);
+    let mut run = |c: &mut Ctx| -> R {
+        c.entries.clear();
+        c.out = std::mem::take(out);
+        let result = match f.take() {
+            Some(f) => f(c),
+            None => Ok(()),
+        };
+        *out = std::mem::take(&mut c.out);
+        result
+    };
+    let mut fresh = None;
+    let shared = CTX.try_with(|cell| match cell.try_borrow_mut() {
+        Ok(mut c) => Some(run(&mut c)),
+        Err(_) => None,
+    });
+    match shared {
+        Ok(Some(result)) => result,
+        _ => run(fresh.get_or_insert_with(Ctx::default)),
+    }
+}
+
+/// Writes `s` as a JSON string: `"`, `\` and control characters escaped (`\b \f \n
+/// \r \t` in short form, the others as `\u00XX` in lowercase hex), everything else as
+/// is. serde_json escapes exactly these; this scans eight bytes at a time, since almost
+/// no recorded string needs escaping at all.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// Whether any byte of `w` is zero (exact as a yes/no answer).
+    fn has_zero(w: u64) -> bool {
+        w.wrapping_sub(ONES) & !w & HIGH != 0
+    }
+    /// Whether any byte of `w` needs escaping.
+    fn needs_escape(w: u64) -> bool {
+        // A byte below 0x20 (exact for a threshold up to 0x80), a quote, a backslash.
+        w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+    }
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut clean = 0; // bytes before this one are written or need no escaping
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
+        if needs_escape(word) {
+            for (i, b) in chunk.iter().enumerate() {
+                escape_byte(out, bytes, &mut clean, at + i, *b);
+            }
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    // The last bytes, padded with spaces (which need no escaping), take the same test.
+    // Assembled in a register: a word stored bytewise and loaded whole would stall.
+    let mut word = ONES * u64::from(b' ');
+    for (i, b) in rest.iter().enumerate() {
+        let shift = 8 * i as u32;
+        word = (word & !(0xff << shift)) | (u64::from(*b) << shift);
+    }
+    if needs_escape(word) {
+        for (i, b) in rest.iter().enumerate() {
+            escape_byte(out, bytes, &mut clean, at + i, *b);
+        }
+    }
+    out.extend_from_slice(bytes.get(clean..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// Escapes byte `b` at `i` of `bytes` if it needs it, first writing the clean run before it.
+fn escape_byte(out: &mut Vec<u8>, bytes: &[u8], clean: &mut usize, i: usize, b: u8) {
+    let short: &[u8] = match b {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        0x08 => b"\\b",
+        0x0c => b"\\f",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        0..=0x1f => b"",
+        _ => return,
+    };
+    out.extend_from_slice(bytes.get(*clean..i).unwrap_or_default());
+    *clean = i + 1;
+    if short.is_empty() {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.extend_from_slice(b"\\u00");
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
+    } else {
+        out.extend_from_slice(short);
+    }
 }
 
 /// Serializes an internally tagged struct variant (the event kind) into an enclosing
@@ -155,19 +274,20 @@ fn scalar<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> R {
 }
 
 struct Canonical<'a> {
-    out: &'a mut Vec<u8>,
+    c: &'a mut Ctx,
 }
 
 /// An object being written in place: `{` is written at once and each `"key":value` entry
-/// after it in arrival order; `entries` has each entry's unescaped key and byte range in
-/// `out`. Most objects arrive already sorted (maps are `BTreeMap`s, many structs declare
-/// their fields in order) and are then complete as written; the others have their entries
-/// rearranged when they end.
+/// after it in arrival order; the context's entries from `base` on are this object's,
+/// each with its unescaped key and byte range in the output. Most objects arrive already
+/// sorted (maps are `BTreeMap`s, many structs declare their fields in order) and are then
+/// complete as written; the others have their entries rearranged when they end.
 struct Object<'a> {
-    out: &'a mut Vec<u8>,
+    c: &'a mut Ctx,
     /// Where the first entry starts (just after the `{`).
     start: usize,
-    entries: Vec<(Key, usize, usize)>,
+    /// This object's first entry in `c.entries`.
+    base: usize,
     sorted: bool,
 }
 
@@ -175,42 +295,96 @@ struct Object<'a> {
 type Key = std::borrow::Cow<'static, str>;
 
 impl<'a> Object<'a> {
-    fn new(out: &'a mut Vec<u8>, len: Option<usize>) -> Self {
-        out.push(b'{');
-        let start = out.len();
+    fn new(c: &'a mut Ctx) -> Self {
+        c.out.push(b'{');
         Self {
-            out,
-            start,
-            entries: Vec::with_capacity(len.unwrap_or(8)),
+            start: c.out.len(),
+            base: c.entries.len(),
+            c,
             sorted: true,
         }
     }
 
     fn entry<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> R {
-        if let Some((last, _, _)) = self.entries.last() {
-            // Strictly increasing keys: a repeated key also takes the sorting path, which
-            // keeps the later value.
-            self.sorted &= last.as_bytes() < key.as_bytes();
-            self.out.push(b',');
+        if self.c.entries.len() > self.base {
+            if let Some((last, _, _)) = self.c.entries.last() {
+                // Strictly increasing keys: a repeated key also takes the sorting path,
+                // which keeps the later value.
+                self.sorted &= key_before(last, &key);
+            }
+            self.c.out.push(b',');
         }
-        let start = self.out.len();
-        scalar(self.out, key.as_ref())?;
-        self.out.push(b':');
-        value.serialize(Canonical {
-            out: &mut *self.out,
-        })?;
-        self.entries.push((key, start, self.out.len()));
+        let start = self.c.out.len();
+        write_str(&mut self.c.out, &key);
+        self.c.out.push(b':');
+        value.serialize(Canonical { c: &mut *self.c })?;
+        let end = self.c.out.len();
+        self.c.entries.push((key, start, end));
         Ok(())
     }
 
     fn finish(self) -> R {
         self.finish_into_parent().map(|_| ())
     }
+
+    /// Closes the object, its entries sorted by key, and returns the context (a struct
+    /// variant closes its wrapper there).
+    fn finish_into_parent(self) -> R<&'a mut Ctx> {
+        let Object {
+            c,
+            start,
+            base,
+            sorted,
+        } = self;
+        if !sorted {
+            let Ctx {
+                out,
+                entries,
+                moved,
+            } = &mut *c;
+            moved.clear();
+            moved.extend_from_slice(out.get(start..).unwrap_or_default());
+            out.truncate(start);
+            let entries = entries.get_mut(base..).unwrap_or_default();
+            // Stable: of two equal keys the later one wins, as in a map built by insertion.
+            entries.sort_by(|a, b| key_order(&a.0, &b.0));
+            let mut first = true;
+            for (i, (key, s, e)) in entries.iter().enumerate() {
+                if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                let range = s.saturating_sub(start)..e.saturating_sub(start);
+                out.extend_from_slice(moved.get(range).unwrap_or_default());
+            }
+        }
+        c.entries.truncate(base);
+        c.out.push(b'}');
+        Ok(c)
+    }
+}
+
+/// The order of two keys by their UTF-8 bytes, deciding on the first byte where it
+/// differs (as it does for most pairs of field names) without a call to `memcmp`.
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+/// Whether key `a` sorts strictly before key `b`.
+fn key_before(a: &str, b: &str) -> bool {
+    key_order(a, b) == std::cmp::Ordering::Less
 }
 
 /// An array being written in place.
 struct Array<'a> {
-    out: &'a mut Vec<u8>,
+    c: &'a mut Ctx,
     first: bool,
     /// For tuple variants: close the wrapping object too.
     wrapped: bool,
@@ -219,18 +393,16 @@ struct Array<'a> {
 impl Array<'_> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
         if !self.first {
-            self.out.push(b',');
+            self.c.out.push(b',');
         }
         self.first = false;
-        value.serialize(Canonical {
-            out: &mut *self.out,
-        })
+        value.serialize(Canonical { c: &mut *self.c })
     }
 
     fn finish(self) -> R {
-        self.out.push(b']');
+        self.c.out.push(b']');
         if self.wrapped {
-            self.out.push(b'}');
+            self.c.out.push(b'}');
         }
         Ok(())
     }
@@ -354,7 +526,7 @@ impl ser::Serializer for KeySer {
 macro_rules! plain_scalar {
     ($($f:ident: $t:ty),*) => {$(
         fn $f(self, v: $t) -> R {
-            scalar(self.out, &v)
+            scalar(&mut self.c.out, &v)
         }
     )*};
 }
@@ -376,27 +548,29 @@ impl<'a> ser::Serializer for Canonical<'a> {
         serialize_f32: f32, serialize_f64: f64, serialize_char: char);
 
     fn serialize_str(self, v: &str) -> R {
-        scalar(self.out, v)
+        write_str(&mut self.c.out, v);
+        Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> R {
-        scalar(self.out, v)
+        scalar(&mut self.c.out, v)
     }
     fn serialize_none(self) -> R {
-        self.out.extend_from_slice(b"null");
+        self.c.out.extend_from_slice(b"null");
         Ok(())
     }
     fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> R {
         v.serialize(self)
     }
     fn serialize_unit(self) -> R {
-        self.out.extend_from_slice(b"null");
+        self.c.out.extend_from_slice(b"null");
         Ok(())
     }
     fn serialize_unit_struct(self, _name: &'static str) -> R {
         self.serialize_unit()
     }
     fn serialize_unit_variant(self, _n: &'static str, _i: u32, variant: &'static str) -> R {
-        scalar(self.out, variant)
+        write_str(&mut self.c.out, variant);
+        Ok(())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _n: &'static str, v: &T) -> R {
         v.serialize(self)
@@ -408,14 +582,14 @@ impl<'a> ser::Serializer for Canonical<'a> {
         variant: &'static str,
         v: &T,
     ) -> R {
-        let mut o = Object::new(self.out, Some(1));
+        let mut o = Object::new(self.c);
         o.entry(Key::Borrowed(variant), v)?;
         o.finish()
     }
     fn serialize_seq(self, _len: Option<usize>) -> R<Array<'a>> {
-        self.out.push(b'[');
+        self.c.out.push(b'[');
         Ok(Array {
-            out: self.out,
+            c: self.c,
             first: true,
             wrapped: false,
         })
@@ -433,36 +607,36 @@ impl<'a> ser::Serializer for Canonical<'a> {
         variant: &'static str,
         _len: usize,
     ) -> R<Array<'a>> {
-        self.out.push(b'{');
-        scalar(self.out, variant)?;
-        self.out.extend_from_slice(b":[");
+        self.c.out.push(b'{');
+        write_str(&mut self.c.out, variant);
+        self.c.out.extend_from_slice(b":[");
         Ok(Array {
-            out: self.out,
+            c: self.c,
             first: true,
             wrapped: true,
         })
     }
-    fn serialize_map(self, len: Option<usize>) -> R<MapState<'a>> {
+    fn serialize_map(self, _len: Option<usize>) -> R<MapState<'a>> {
         Ok(MapState {
-            object: Object::new(self.out, len),
+            object: Object::new(self.c),
             key: None,
         })
     }
-    fn serialize_struct(self, _n: &'static str, len: usize) -> R<Object<'a>> {
-        Ok(Object::new(self.out, Some(len)))
+    fn serialize_struct(self, _n: &'static str, _len: usize) -> R<Object<'a>> {
+        Ok(Object::new(self.c))
     }
     fn serialize_struct_variant(
         self,
         _n: &'static str,
         _i: u32,
         variant: &'static str,
-        len: usize,
+        _len: usize,
     ) -> R<VariantObject<'a>> {
-        self.out.push(b'{');
-        scalar(self.out, variant)?;
-        self.out.push(b':');
+        self.c.out.push(b'{');
+        write_str(&mut self.c.out, variant);
+        self.c.out.push(b':');
         Ok(VariantObject {
-            inner: Object::new(self.out, Some(len)),
+            inner: Object::new(self.c),
         })
     }
 }
@@ -533,40 +707,59 @@ impl ser::SerializeStructVariant for VariantObject<'_> {
         self.inner.entry(Key::Borrowed(key), v)
     }
     fn end(self) -> R {
-        let out_ptr = self.inner.finish_into_parent()?;
-        out_ptr.push(b'}');
+        let c = self.inner.finish_into_parent()?;
+        c.out.push(b'}');
         Ok(())
     }
 }
 
-impl<'a> Object<'a> {
-    /// Writes the object, its entries sorted by key, into the parent buffer, and returns
-    /// the parent (a struct variant closes its wrapper there).
-    fn finish_into_parent(self) -> R<&'a mut Vec<u8>> {
-        let Object {
-            out,
-            start,
-            mut entries,
-            sorted,
-        } = self;
-        if !sorted {
-            let written = out.split_off(start);
-            // Stable: of two equal keys the later one wins, as in a map built by insertion.
-            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            let mut first = true;
-            for (i, (key, s, e)) in entries.iter().enumerate() {
-                if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
-                    continue;
+#[cfg(test)]
+mod tests {
+    use super::write_str;
+
+    fn serde(s: &str) -> Vec<u8> {
+        serde_json::to_vec(s).unwrap_or_default()
+    }
+
+    fn ours(s: &str) -> Vec<u8> {
+        let mut out = b"prefix".to_vec();
+        write_str(&mut out, s);
+        out.split_off(6)
+    }
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_does() {
+        // Every ASCII byte and a few multi-byte characters at every position of the
+        // eight-byte scan, alone and inside longer runs.
+        let mut specials: Vec<String> = (0u8..=0x7f).map(|b| char::from(b).to_string()).collect();
+        specials.extend(["é", "€", "😀", "\u{2028}", "\u{7f}"].map(String::from));
+        for special in &specials {
+            for before in 0..17 {
+                for after in [0, 1, 7, 8, 9] {
+                    let s = format!("{}{special}{}", "a".repeat(before), "b".repeat(after));
+                    assert_eq!(ours(&s), serde(&s), "{s:?}");
                 }
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                let range = s.saturating_sub(start)..e.saturating_sub(start);
-                out.extend_from_slice(written.get(range).unwrap_or_default());
             }
         }
-        out.push(b'}');
-        Ok(out)
+        // Two escapes in one eight-byte word, or in neighbouring ones.
+        for a in ["\"", "\\", "\n", "\u{1}", "é"] {
+            for b in ["\"", "\u{1f}", "\t", "€"] {
+                for gap in 0..10 {
+                    for before in 0..9 {
+                        let s = format!("{}{a}{}{b}x", "a".repeat(before), "c".repeat(gap));
+                        assert_eq!(ours(&s), serde(&s), "{s:?}");
+                    }
+                }
+            }
+        }
+        for s in [
+            "",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+            "line\none\r\n\ttab \"quoted\" back\\slash \u{1}\u{1f}\u{8}\u{c}",
+            "\"\"\"\"\"\"\"\"\"\\\\\\\\\\\\\\\\",
+            "naïve café — 東京 \u{0}",
+        ] {
+            assert_eq!(ours(s), serde(s), "{s:?}");
+        }
     }
 }
