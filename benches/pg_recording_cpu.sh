@@ -4,6 +4,8 @@
 # gateway's writer thread (portcullis-reco*), sled's I/O threads (sled-io*) and the journal's
 # flusher (portcullis-jour*) over a window in the middle of the run. Two events per statement.
 #   SECS=24 WIN=12 RUNS=2 benches/pg_recording_cpu.sh
+# PORTCULLIS_BIN=DIR/portcullis measures another build (pg_compare runs it; the file must be
+# named portcullis, which is how the gateway process is found).
 # Needs what benches/pg_compare.sh needs (pgbench, PostgreSQL server binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +29,8 @@ for run in $(seq "$RUNS"); do
     target/release/examples/pg_compare >"$log" 2>&1 &
   bench=$!
   sleep $(( (SECS - WIN) / 2 ))
-  pid=$(pgrep -n -f "portcullis serve --config .*/bench.toml")
+  pid=$(pgrep -n -f "portcullis serve --config .*/bench.toml") ||
+    { echo "no gateway process found (is the binary named portcullis?)" >&2; exit 1; }
   a=$(snap "$pid"); sleep "$WIN"; b=$(snap "$pid")
   wait "$bench"
   tps=$(grep -o '[0-9]* tps' "$log" | awk '{print $1}')

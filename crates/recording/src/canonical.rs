@@ -51,33 +51,29 @@ struct Ctx {
     moved: Vec<u8>,
 }
 
+/// Largest scratch buffer kept for the next write: one huge event (a long statement, a
+/// large body excerpt) does not pin its size on the writer thread for good.
+const KEEP_SCRATCH: usize = 64 * 1024;
+
 thread_local! {
-    static CTX: std::cell::RefCell<Ctx> = std::cell::RefCell::new(Ctx::default());
+    static CTX: std::cell::Cell<Ctx> = std::cell::Cell::new(Ctx::default());
 }
 
-/// Runs `f` on a context writing to `out`: the thread's own (its vectors already grown),
-/// or a fresh one if that is in use or gone.
+/// Runs `f` on a context writing to `out`: the thread's own, taken out for the write and
+/// put back after (its vectors already grown); a nested write meanwhile gets a fresh one.
 fn with_ctx(out: &mut Vec<u8>, f: impl FnOnce(&mut Ctx) -> R) -> R {
-    let mut f = Some(f);
-    let mut run = |c: &mut Ctx| -> R {
-        c.entries.clear();
-        c.out = std::mem::take(out);
-        let result = match f.take() {
-            Some(f) => f(c),
-            None => Ok(()),
-        };
-        *out = std::mem::take(&mut c.out);
-        result
-    };
-    let mut fresh = None;
-    let shared = CTX.try_with(|cell| match cell.try_borrow_mut() {
-        Ok(mut c) => Some(run(&mut c)),
-        Err(_) => None,
-    });
-    match shared {
-        Ok(Some(result)) => result,
-        _ => run(fresh.get_or_insert_with(Ctx::default)),
+    let mut c = CTX.try_with(std::cell::Cell::take).unwrap_or_default();
+    c.entries.clear();
+    c.out = std::mem::take(out);
+    let result = f(&mut c);
+    *out = std::mem::take(&mut c.out);
+    c.entries.clear();
+    if c.moved.capacity() > KEEP_SCRATCH {
+        c.moved = Vec::new();
     }
+    // Gone only while the thread exits; then the context is simply dropped.
+    let _ = CTX.try_with(|cell| cell.set(c));
+    result
 }
 
 /// Writes `s` as a JSON string: `"`, `\` and control characters escaped (`\b \f \n
