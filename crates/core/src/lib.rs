@@ -75,6 +75,7 @@ mod pipeline;
 mod secret;
 mod session;
 mod target;
+pub mod text;
 mod time;
 
 pub use auth::CredentialVerifier;

@@ -57,12 +57,12 @@ impl Scrub {
 impl Finisher {
     /// Records the request's result: status, `completion`, and the recorded excerpt of the
     /// response body (`captured`: bytes and whether they were cut short).
-    pub fn finish(&mut self, mut completion: Completion, captured: Option<(&[u8], bool)>) {
+    pub fn finish(&mut self, mut completion: Completion, captured: Option<(Vec<u8>, bool)>) {
         completion.tag = Some(self.status.to_string());
         if let Some((body, truncated)) = captured {
             completion.details.insert(
                 "response_body".into(),
-                self.scrub.apply(String::from_utf8_lossy(body).into_owned()),
+                self.scrub.apply(portcullis_core::text::lossy_string(body)),
             );
             completion
                 .details
@@ -118,7 +118,8 @@ impl Observed {
             masked,
             ..Completion::default()
         };
-        let captured = (self.plan.capture > 0).then_some((&self.captured[..], self.truncated));
+        let captured = (self.plan.capture > 0)
+            .then(|| (std::mem::take(&mut self.captured), self.truncated));
         self.finisher.finish(completion, captured);
     }
 

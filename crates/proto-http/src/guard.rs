@@ -270,7 +270,7 @@ pub(crate) async fn admit(
             .headers
             .get_all(name)
             .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .map(|v| portcullis_core::text::lossy_str(v.as_bytes()))
             .collect();
         if !values.is_empty() {
             details.insert(format!("header.{name}"), values.join(", "));
@@ -285,11 +285,11 @@ pub(crate) async fn admit(
                 let mut m = JsonMasker::new(paths.clone());
                 let mut out = Vec::new();
                 match m.feed(shown, &mut out) {
-                    Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+                    Ok(()) => portcullis_core::text::lossy_string(out),
                     Err(_) => "[withheld: not valid JSON]".to_owned(),
                 }
             }
-            _ => String::from_utf8_lossy(shown).into_owned(),
+            _ => portcullis_core::text::lossy_str(shown),
         };
         details.insert("request_body".to_owned(), rules.scrub.apply(masked));
         details.insert(

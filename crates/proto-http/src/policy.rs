@@ -222,7 +222,7 @@ pub(crate) fn percent_decode(s: &str, plus: bool) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    portcullis_core::text::lossy_string(out)
 }
 
 /// Splits a raw path into decoded, non-empty segments. `None` if it has `.` or `..` segments

@@ -247,6 +247,7 @@ impl Upstream {
             _ => 0,
         };
         let (parts, body) = request.into_parts();
+        let mut parts = Some(parts);
         let mut body = Some(body);
         let mut attempt = 0u32;
         loop {
@@ -255,7 +256,14 @@ impl Upstream {
                 (Some(b), _) => b,
                 (None, _) => Body::empty(),
             };
-            let req = Request::from_parts(parts.clone(), this_body);
+            // The head is copied only while a retry may still need it.
+            let head = if attempt < retries {
+                parts.clone()
+            } else {
+                parts.take()
+            }
+            .ok_or_else(|| HttpError::Internal("request head already sent".into()))?;
+            let req = Request::from_parts(head, this_body);
             let result = tokio::time::timeout(self.request_timeout, pool.request(req)).await;
             let err = match result {
                 Ok(Ok(response)) => return Ok(response),
