@@ -10,6 +10,8 @@
 //! gateway with the same identity and policy but a sink that drops every event is printed
 //! as `unrecorded=ADDR`: the difference is the cost of recording. `BENCH_WRITER_PRIORITY=idle`
 //! runs the recorder's writer at idle priority (`writer_priority = "idle"`).
+//! `BENCH_RECORD_BODY_BYTES` sets the gateway's `record_body_bytes` (default: the gateway's
+//! default, 4096, so the whole 1 KiB response is recorded).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,9 +110,14 @@ async fn run(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
     };
     let recorder = Recorder::open(&rc)?;
 
+    let body_bytes = match std::env::var("BENCH_RECORD_BODY_BYTES") {
+        Ok(v) => format!("record_body_bytes = {}", v.parse::<usize>()?),
+        Err(_) => String::new(),
+    };
     let config = HttpGatewayConfig::from_toml(&format!(
         r#"
         workers = {workers}
+        {body_bytes}
         [[routes]]
         path_prefix = "/"
         target = "api"
