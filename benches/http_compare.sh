@@ -7,6 +7,8 @@
 # CPU time each request cost the proxy (gateway threads or nginx) and the upstream.
 # BENCH_WORKERS sets the gateway's worker threads (default 1, like the one nginx worker);
 # BENCH_WRITER_PRIORITY=idle runs the recorder's writer at idle priority.
+# BENCH_RECORD_BODY_BYTES sets the gateway's record_body_bytes (default 4096: the whole 1 KiB
+# response is kept in the record; 0 keeps no body excerpts).
 #
 #   benches/http_compare.sh            # DURATION=10s ROUNDS=2 by default
 #

@@ -118,8 +118,8 @@ impl Observed {
             masked,
             ..Completion::default()
         };
-        let captured = (self.plan.capture > 0)
-            .then(|| (std::mem::take(&mut self.captured), self.truncated));
+        let captured =
+            (self.plan.capture > 0).then(|| (std::mem::take(&mut self.captured), self.truncated));
         self.finisher.finish(completion, captured);
     }
 
