@@ -10,7 +10,8 @@
 //! `idle` adds a third gateway, recorded with `writer_priority = "idle"`, as path `idle`;
 //! `PORTCULLIS_BIN` runs another gateway binary than `target/release/portcullis`;
 //! naming `alt` adds a recorded gateway run from `PORTCULLIS_ALT_BIN` (default: this build)
-//! with `BENCH_ALT_RECORDING`'s `[recording]` lines, as path `alt`, for A/B series.
+//! with `BENCH_ALT_RECORDING`'s `[recording]` lines (which may set their own
+//! `writer_priority`), as path `alt`, for A/B series.
 //! The gateway serves two
 //! targets on the same database: `bench` (recording and policy) and `bench_masked` (the
 //! same plus every built-in masking detector), measured side by side.
@@ -240,8 +241,14 @@ fn main() {
         let bin = std::env::var_os("PORTCULLIS_ALT_BIN")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(gateway_bin);
+        // BENCH_ALT_RECORDING may set its own writer_priority.
+        let alt_priority = if alt_extra.contains("writer_priority") {
+            String::new()
+        } else {
+            format!("writer_priority = \"{priority}\"\n")
+        };
         let recording = format!(
-            "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"{priority}\"\n{alt_extra}",
+            "path = \"{}\"\ndurability = \"{durability}\"\n{alt_priority}{alt_extra}",
             alt_dir.path().join("recording").display()
         );
         start_gateway(&bin, alt_dir.path(), &pg, &recording)
