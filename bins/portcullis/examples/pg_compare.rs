@@ -10,8 +10,8 @@
 //! `idle` adds a third gateway, recorded with `writer_priority = "idle"`, as path `idle`;
 //! `PORTCULLIS_BIN` runs another gateway binary than `target/release/portcullis`;
 //! naming `alt` adds a recorded gateway run from `PORTCULLIS_ALT_BIN` (default: this build)
-//! with `BENCH_ALT_RECORDING`'s `[recording]` lines (which may set their own
-//! `writer_priority`), as path `alt`, for A/B series.
+//! with `BENCH_ALT_RECORDING`'s `[recording]` lines, as path `alt`, for A/B series. Extra
+//! lines that set `writer_priority` replace the default one.
 //! The gateway serves two
 //! targets on the same database: `bench` (recording and policy) and `bench_masked` (the
 //! same plus every built-in masking detector), measured side by side.
@@ -71,6 +71,21 @@ fn pgbench(port: u16, user: &str, password: &str, db: &str, args: &[&str], secon
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// The `[recording]` lines of a recorded gateway in `dir`: `extra` (from BENCH_RECORDING or
+/// BENCH_ALT_RECORDING) after the defaults, and its own `writer_priority` instead of
+/// `priority` if it sets one (TOML refuses a key given twice).
+fn recorded_lines(dir: &Path, durability: &str, priority: &str, extra: &str) -> String {
+    let priority = if extra.contains("writer_priority") {
+        String::new()
+    } else {
+        format!("writer_priority = \"{priority}\"\n")
+    };
+    format!(
+        "path = \"{}\"\ndurability = \"{durability}\"\n{priority}{extra}",
+        dir.join("recording").display()
+    )
 }
 
 fn gateway_bin() -> PathBuf {
@@ -207,10 +222,7 @@ fn main() {
     // `flush_events = 4096`), to compare settings.
     let extra = std::env::var("BENCH_RECORDING").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
-    let recording = format!(
-        "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"{priority}\"\n{extra}",
-        dir.path().join("recording").display()
-    );
+    let recording = recorded_lines(dir.path(), &durability, &priority, &extra);
     let (_gateway, gw_port) = start_gateway(&gateway_bin(), dir.path(), &pg, &recording);
     let unrecorded_dir = tempfile::tempdir().unwrap();
     let unrecorded = std::env::var_os("PORTCULLIS_UNRECORDED_BIN").map(|bin| {
@@ -225,10 +237,11 @@ fn main() {
     let wants_idle = only("BENCH_PATHS").is_some_and(|p| p.iter().any(|p| p == "idle"));
     let idle_dir = tempfile::tempdir().unwrap();
     let idle = wants_idle.then(|| {
-        let recording = format!(
-            "path = \"{}\"\ndurability = \"{durability}\"\nwriter_priority = \"idle\"\n{extra}",
-            idle_dir.path().join("recording").display()
+        assert!(
+            !extra.contains("writer_priority"),
+            "BENCH_RECORDING sets writer_priority: the idle path would not be idle"
         );
+        let recording = recorded_lines(idle_dir.path(), &durability, "idle", &extra);
         start_gateway(&gateway_bin(), idle_dir.path(), &pg, &recording)
     });
     // A fourth gateway, recorded, when BENCH_PATHS names `alt`: PORTCULLIS_ALT_BIN (another
@@ -241,16 +254,7 @@ fn main() {
         let bin = std::env::var_os("PORTCULLIS_ALT_BIN")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(gateway_bin);
-        // BENCH_ALT_RECORDING may set its own writer_priority.
-        let alt_priority = if alt_extra.contains("writer_priority") {
-            String::new()
-        } else {
-            format!("writer_priority = \"{priority}\"\n")
-        };
-        let recording = format!(
-            "path = \"{}\"\ndurability = \"{durability}\"\n{alt_priority}{alt_extra}",
-            alt_dir.path().join("recording").display()
-        );
+        let recording = recorded_lines(alt_dir.path(), &durability, &priority, &alt_extra);
         start_gateway(&bin, alt_dir.path(), &pg, &recording)
     });
     let token = {

@@ -111,7 +111,12 @@ async fn run(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
     let recorder = Recorder::open(&rc)?;
 
     let body_bytes = match std::env::var("BENCH_RECORD_BODY_BYTES") {
-        Ok(v) => format!("record_body_bytes = {}", v.parse::<usize>()?),
+        Ok(v) => {
+            let n: usize = v
+                .parse()
+                .map_err(|e| format!("BENCH_RECORD_BODY_BYTES: a byte count, not {v:?}: {e}"))?;
+            format!("record_body_bytes = {n}")
+        }
         Err(_) => String::new(),
     };
     let config = HttpGatewayConfig::from_toml(&format!(

@@ -302,12 +302,10 @@ impl<'a> Object<'a> {
     }
 
     fn entry<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> R {
-        if self.c.entries.len() > self.base {
-            if let Some((last, _, _)) = self.c.entries.last() {
-                // Strictly increasing keys: a repeated key also takes the sorting path,
-                // which keeps the later value.
-                self.sorted &= key_before(last, &key);
-            }
+        if let Some((last, _, _)) = self.c.entries.get(self.base..).and_then(<[_]>::last) {
+            // Strictly increasing keys: a repeated key also takes the sorting path, which
+            // keeps the later value.
+            self.sorted &= key_before(last, &key);
             self.c.out.push(b',');
         }
         let start = self.c.out.len();
