@@ -2,7 +2,9 @@
 # CPU the recorder's threads spend per recorded event under `pgbench -S` with 16 clients:
 # runs the `portcullis` path of pg_compare alone and reads, from /proc, the CPU time of the
 # gateway's writer thread (portcullis-reco*), sled's I/O threads (sled-io*) and the journal's
-# flusher (portcullis-jour*) over a window in the middle of the run. Two events per statement.
+# flusher (portcullis-jour*) over a window in the middle of the run. Two events per statement
+# (`command`, `command_result`), stored as one or two records: batched recording folds a
+# result into its command's record when both reach the writer in the same write.
 #   SECS=24 WIN=12 RUNS=2 benches/pg_recording_cpu.sh
 # PORTCULLIS_BIN=DIR/portcullis measures another build (pg_compare runs it; the file must be
 # named portcullis, which is how the gateway process is found).
@@ -42,6 +44,7 @@ a = list(map(int, sys.argv[5:9])); b = list(map(int, sys.argv[9:13]))
 events = tps * 2 * win
 d = [(y - x) / tick * 1e6 / events for x, y in zip(a, b)]
 print(f"run {run}: {tps:.0f} tps; CPU per event: writer {d[0]:.2f} us, sled I/O {d[1]:.2f} us, "
-      f"journal {d[2]:.2f} us, recording total {d[0] + d[1] + d[2]:.2f} us; whole gateway {d[3]:.2f} us")
+      f"journal {d[2]:.2f} us, recording total {d[0] + d[1] + d[2]:.2f} us; whole gateway {d[3]:.2f} us; "
+      f"writer {100 * d[0] / d[3]:.1f}% of the gateway's CPU")
 PY
 done

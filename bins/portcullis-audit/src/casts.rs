@@ -63,13 +63,19 @@ pub fn split_tag(tag: &str) -> (&str, Option<(&str, &str)>) {
     }
 }
 
-/// The cast pinned by a record, if it is a command result with one.
+/// The cast pinned by a record, if it holds a command result with one (a result record,
+/// or a command record with its result folded in).
 pub fn pin_of(record: &StoredEvent) -> Option<CastPin> {
-    let EventKind::CommandResult {
-        seq, completion, ..
-    } = &record.event.kind
-    else {
-        return None;
+    let (seq, completion) = match &record.event.kind {
+        EventKind::CommandResult {
+            seq, completion, ..
+        } => (seq, completion),
+        EventKind::Command {
+            seq,
+            result: Some(o),
+            ..
+        } => (seq, &o.completion),
+        _ => return None,
     };
     let (_, pin) = split_tag(completion.tag.as_deref()?);
     let (name, sha256) = pin?;

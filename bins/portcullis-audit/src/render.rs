@@ -164,8 +164,11 @@ pub async fn show(
     let mut header_done = false;
     source
         .records(session, |r| {
-            let at = r.event.at.to_string();
-            match r.event.kind {
+            // A command recorded with its result reads as the command, then the result.
+            let (event, result) = r.event.split_result();
+            for event in std::iter::once(event).chain(result) {
+            let at = event.at.to_string();
+            match event.kind {
                 EventKind::SessionOpened {
                     identity,
                     target,
@@ -206,6 +209,7 @@ pub async fn show(
                     seq,
                     command,
                     decision,
+                    ..
                 } => {
                     if !header_done {
                         writeln!(
@@ -297,6 +301,7 @@ pub async fn show(
                     writeln!(out, "\nclosed    {at}: {reason} ({commands} commands)")?;
                 }
                 _ => {}
+            }
             }
             Ok(())
         })

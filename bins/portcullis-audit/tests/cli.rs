@@ -61,6 +61,7 @@ fn cmd(s: SessionId, at: i64, seq: u64, sql: &str, allow: bool) -> Event {
             } else {
                 Decision::deny("no-ddl", "DDL is not allowed")
             },
+            result: None,
         },
     )
 }
@@ -104,6 +105,12 @@ struct Fx {
 /// Two interleaved sessions: 10 records, checkpoints every 3 events, at session
 /// close and at shutdown. Times are seconds apart from 2026-01-01.
 fn fixture() -> Fx {
+    fixture_with(false)
+}
+
+/// The same events; with `fold`, each result stored inside its command's record (as the
+/// batched recorder writes a result that arrives in the same write): 8 records.
+fn fixture_with(fold: bool) -> Fx {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let store = root.join("store");
@@ -125,6 +132,7 @@ fn fixture() -> Fx {
         closed(alice, t + 6 * s, 2),
         opened(SessionId::new(), t + 7 * s, "carol"),
     ];
+    let events = if fold { folded(events) } else { events };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -160,6 +168,23 @@ fn fixture() -> Fx {
         alice,
         bob,
     }
+}
+
+/// Folds every result into its command's record where nothing of the session came
+/// between them.
+fn folded(events: Vec<Event>) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::new();
+    for e in events {
+        let e = match out.iter_mut().rev().find(|o| o.session == e.session) {
+            Some(last) => match last.fold_result(e) {
+                None => continue,
+                Some(e) => e,
+            },
+            None => e,
+        };
+        out.push(e);
+    }
+    out
 }
 
 struct Out {
@@ -500,6 +525,106 @@ fn search_replay_report_and_ocsf_export() {
 }
 
 #[test]
+fn results_folded_into_command_records_read_like_separate_records() {
+    let (plain, fold) = (fixture_with(false), fixture_with(true));
+    let records = |fx: &Fx| {
+        let o = audit(&["verify", "--store", p(&fx.store), "--key", p(&fx.pubkey)]);
+        assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+        o.stdout
+    };
+    assert!(
+        records(&plain).contains("10 records"),
+        "{}",
+        records(&plain)
+    );
+    assert!(records(&fold).contains("8 records"), "{}", records(&fold));
+    let run = |fx: &Fx, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--store", p(&fx.store)]);
+        let o = audit(&all);
+        assert_eq!(o.code, 0, "{:?}: {}", args, o.stderr);
+        o.stdout
+    };
+    // Record numbers differ between the two stores; everything else reads the same.
+    let without_seq = |text: String| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("seq");
+                v
+            })
+            .collect()
+    };
+    for session in [plain.alice, plain.bob] {
+        let id = session.to_string();
+        let with_fold_ids = |text: String| {
+            text.replace(&fold.alice.to_string(), &plain.alice.to_string())
+                .replace(&fold.bob.to_string(), &plain.bob.to_string())
+        };
+        let other = if session == plain.alice {
+            fold.alice
+        } else {
+            fold.bob
+        };
+        for cmd in ["show", "replay"] {
+            let a = run(&plain, &[cmd, &id]);
+            let b = with_fold_ids(run(&fold, &[cmd, &other.to_string()]));
+            assert_eq!(a, b, "{cmd}");
+        }
+        if session == plain.alice {
+            // The results are there, not "(no result recorded)".
+            let shown = run(&fold, &["show", &other.to_string()]);
+            assert_eq!(shown.matches("250µs").count(), 2, "{shown}");
+        }
+    }
+    let a = without_seq(run(&plain, &["search", "--json"]));
+    let b = without_seq(run(&fold, &["search", "--json"]));
+    assert_eq!(a.len(), 3);
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(a["statement"], b["statement"]);
+        assert_eq!(a["result"], b["result"]);
+        assert_eq!(a["verdict"], b["verdict"]);
+        assert_eq!(a["at"], b["at"]);
+    }
+    assert_eq!(a[0]["result"]["duration_us"], 250);
+    let stats = |fx: &Fx| {
+        let v: serde_json::Value =
+            serde_json::from_str(&run(fx, &["report", "--format", "json"])).unwrap();
+        v["stats"].clone()
+    };
+    let (a, b) = (stats(&plain), stats(&fold));
+    for k in [
+        "results",
+        "failed_results",
+        "commands_by_decision",
+        "masked",
+    ] {
+        assert_eq!(a[k], b[k], "{k}");
+    }
+    assert_eq!(a["results"], 2);
+    let ocsf = |fx: &Fx| {
+        let out = fx.root.join("ocsf");
+        run(fx, &["export", "--out", p(&out), "--format", "ocsf"]);
+        std::fs::read_to_string(out.join("events.ocsf.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["class_uid"] == 6005)
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (ocsf(&plain), ocsf(&fold));
+    assert_eq!(a.len(), 3);
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(&b) {
+        for k in ["time", "duration", "end_time", "status_id", "activity_id"] {
+            assert_eq!(a[k], b[k], "{k}");
+        }
+        assert_eq!(a["unmapped"]["result"], b["unmapped"]["result"]);
+    }
+    assert!(a.iter().any(|v| v["end_time"].is_number()));
+}
+
+#[test]
 fn show_renders_file_operations_of_a_transfer() {
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("store");
@@ -521,6 +646,7 @@ fn show_renders_file_operations_of_a_transfer() {
                             command: "subsystem sftp".into(),
                         },
                         decision: Decision::allow("transfers", "allowed"),
+                        result: None,
                     },
                 ),
                 ev(
@@ -583,6 +709,7 @@ fn show_renders_http_requests_with_status_and_details() {
                                 .into(),
                         },
                         decision: Decision::allow("writes", "allowed"),
+                        result: None,
                     },
                 ),
                 ev(

@@ -31,6 +31,20 @@ impl Event {
     }
 }
 
+/// The result of a command recorded inside its [`EventKind::Command`] record: what a
+/// separate [`EventKind::CommandResult`] event would hold, with that event's time.
+///
+/// Fields are declared in the byte order of their names (the canonical JSON's order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    /// When the result was recorded (the `at` of the result event).
+    pub at: Timestamp,
+    /// Outcome.
+    pub completion: Completion,
+    /// Time from receipt to completion, in microseconds.
+    pub duration_us: u64,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -71,6 +85,11 @@ pub enum EventKind {
         commands: u64,
     },
     /// A command and the decision taken on it; recorded before the command is forwarded.
+    ///
+    /// When the command finished before its record was written (batched recording: the
+    /// result reached the recorder within the same write), the recorder stores the result
+    /// here instead of as a separate [`EventKind::CommandResult`]; see
+    /// [`Event::split_result`].
     Command {
         /// Sequence of the command within its session, from 1.
         seq: u64,
@@ -78,6 +97,9 @@ pub enum EventKind {
         command: Command,
         /// The decision.
         decision: Decision,
+        /// The command's result, when it is recorded in the same record.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<CommandOutcome>,
     },
     /// A forwarded command finished.
     CommandResult {
@@ -181,6 +203,61 @@ pub enum EventKind {
     },
 }
 
+impl Event {
+    /// Folds `next`, the [`EventKind::CommandResult`] of the command this event records,
+    /// into this [`EventKind::Command`] event and returns `None`. Gives `next` back
+    /// unchanged when it is not that command's result (another session or command, or a
+    /// result already folded).
+    pub fn fold_result(&mut self, next: Event) -> Option<Event> {
+        match (&mut self.kind, next.kind) {
+            (
+                EventKind::Command {
+                    seq,
+                    result: slot @ None,
+                    ..
+                },
+                EventKind::CommandResult {
+                    seq: result_seq,
+                    duration_us,
+                    completion,
+                },
+            ) if next.session == self.session && *seq == result_seq => {
+                *slot = Some(CommandOutcome {
+                    at: next.at,
+                    completion,
+                    duration_us,
+                });
+                None
+            }
+            (_, kind) => Some(Event { kind, ..next }),
+        }
+    }
+
+    /// The inverse of [`Event::fold_result`]: a command event with its result inside
+    /// becomes the command event and a separate [`EventKind::CommandResult`] event, as they
+    /// were produced. Readers that handle commands and results one event at a time use this
+    /// so that both forms of the record read the same.
+    pub fn split_result(mut self) -> (Event, Option<Event>) {
+        let outcome = match &mut self.kind {
+            EventKind::Command { result, .. } => result.take(),
+            _ => None,
+        };
+        let result = match (outcome, &self.kind) {
+            (Some(o), EventKind::Command { seq, .. }) => Some(Event {
+                session: self.session,
+                at: o.at,
+                kind: EventKind::CommandResult {
+                    seq: *seq,
+                    duration_us: o.duration_us,
+                    completion: o.completion,
+                },
+            }),
+            _ => None,
+        };
+        (self, result)
+    }
+}
+
 impl EventKind {
     /// Short name of the event type, as used in the serialized `type` field.
     pub fn name(&self) -> &'static str {
@@ -197,5 +274,83 @@ impl EventKind {
             EventKind::GrantIssued { .. } => "grant_issued",
             EventKind::GrantEnded { .. } => "grant_ended",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqlVia;
+
+    fn command(session: SessionId, seq: u64) -> Event {
+        Event::now(
+            session,
+            EventKind::Command {
+                seq,
+                command: Command::Sql {
+                    text: "SELECT 1".into(),
+                    via: SqlVia::Simple,
+                },
+                decision: Decision::allow("r", "ok"),
+                result: None,
+            },
+        )
+    }
+
+    fn result(session: SessionId, seq: u64) -> Event {
+        Event {
+            session,
+            at: Timestamp(7),
+            kind: EventKind::CommandResult {
+                seq,
+                duration_us: 42,
+                completion: Completion {
+                    rows_returned: 1,
+                    tag: Some("SELECT 1".into()),
+                    ..Default::default()
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_folded_result_splits_back_into_the_same_events() {
+        let s = SessionId::new();
+        let mut c = command(s, 3);
+        let before = c.clone();
+        assert_eq!(c.fold_result(result(s, 3)), None);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["result"]["duration_us"], 42);
+        assert_eq!(json["result"]["at"], 7);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, c);
+        let (cmd, res) = c.split_result();
+        assert_eq!(cmd, before);
+        assert_eq!(res, Some(result(s, 3)));
+        // An unfolded command serializes without the field and splits into itself.
+        assert!(
+            serde_json::to_value(&before)
+                .unwrap()
+                .get("result")
+                .is_none()
+        );
+        assert_eq!(before.clone().split_result(), (before, None));
+    }
+
+    #[test]
+    fn only_the_commands_own_result_folds() {
+        let s = SessionId::new();
+        let mut c = command(s, 3);
+        let other_seq = result(s, 4);
+        assert_eq!(c.fold_result(other_seq.clone()), Some(other_seq));
+        let other_session = result(SessionId::new(), 3);
+        assert_eq!(c.fold_result(other_session.clone()), Some(other_session));
+        let not_a_result = command(s, 3);
+        assert_eq!(c.fold_result(not_a_result.clone()), Some(not_a_result));
+        assert_eq!(c.fold_result(result(s, 3)), None);
+        // A second result for the same command stays separate.
+        assert_eq!(c.fold_result(result(s, 3)), Some(result(s, 3)));
+        let mut r = result(s, 3);
+        assert_eq!(r.fold_result(result(s, 3)), Some(result(s, 3)));
     }
 }

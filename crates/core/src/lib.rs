@@ -82,7 +82,7 @@ pub use auth::CredentialVerifier;
 pub use command::{Command, SqlVia};
 pub use decision::{Decision, Quorum, ReviewRequirement, Verdict};
 pub use error::{Error, Result, Side};
-pub use event::{Event, EventKind};
+pub use event::{CommandOutcome, Event, EventKind};
 pub use identity::{AuthMethod, Identity};
 pub use listener::serve_connections;
 pub use output::{Column, Completion, FieldFormat, OutputHook, OutputHooks, TextKind};

@@ -374,6 +374,7 @@ where
                     seq,
                     command: recorded_command,
                     decision: response.decision.clone(),
+                    result: None,
                 },
             ))
             .await

@@ -397,6 +397,7 @@ async fn record_gateway_refusal(
             seq,
             command,
             decision: portcullis_core::Decision::deny(rule, reason),
+            result: None,
         },
     );
     if let Err(e) = gw.pipeline.sink.record(event).await {

@@ -355,6 +355,7 @@ impl ConnHandler {
                 seq,
                 command,
                 decision: Decision::deny(rule, reason),
+                result: None,
             },
         );
         if let Err(e) = self.gw.pipeline.sink.record(event).await {

@@ -23,6 +23,7 @@ fn command(session: SessionId) -> Event {
                 via: SqlVia::Simple,
             },
             decision,
+            result: None,
         },
     }
 }

@@ -28,6 +28,7 @@ fn event(session: SessionId, seq: u64) -> Event {
                 via: SqlVia::Simple,
             },
             decision: Decision::allow("reads", "reads are allowed"),
+            result: None,
         },
     }
 }

@@ -29,6 +29,7 @@ fn event(session: SessionId, seq: u64) -> Event {
                 via: SqlVia::Simple,
             },
             decision: Decision::allow("r1", "allowed"),
+            result: None,
         },
     }
 }

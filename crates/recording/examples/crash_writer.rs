@@ -82,6 +82,7 @@ fn main() -> Result<(), String> {
                                 via: SqlVia::Simple,
                             },
                             decision: Decision::allow("crash-test", "allowed"),
+                            result: None,
                         },
                     };
                     recorder.record(event).await.map_err(|e| e.to_string())?;

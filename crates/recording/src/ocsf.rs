@@ -5,9 +5,9 @@
 //! | `session_opened` | Authentication (3002) | Logon (1), status Success |
 //! | `session_refused` | Authentication (3002) | Logon (1), status Failure |
 //! | `session_closed` | Authentication (3002) | Logoff (2) |
-//! | `command` + `command_result`, SQL | Datastore Activity (6005) | Read 1 / Update 2 / Write 5 / Create 6 / Delete 7 / Query 4 by the statement's first keyword |
-//! | `command` + `command_result`, HTTP | API Activity (6003) | Create 1 / Read 2 / Update 3 / Delete 4 by method |
-//! | `command` + `command_result`, SSH exec/shell | Process Activity (1007) | Launch (1) |
+//! | `command` + `command_result` (or one `command` with its `result`), SQL | Datastore Activity (6005) | Read 1 / Update 2 / Write 5 / Create 6 / Delete 7 / Query 4 by the statement's first keyword |
+//! | `command` + `command_result` (or one `command` with its `result`), HTTP | API Activity (6003) | Create 1 / Read 2 / Update 3 / Delete 4 by method |
+//! | `command` + `command_result` (or one `command` with its `result`), SSH exec/shell | Process Activity (1007) | Launch (1) |
 //! | `grant_issued` | User Access Management (3005) | Assign Privileges (1) |
 //! | `grant_ended` | User Access Management (3005) | Revoke Privileges (2) |
 //! | `approval_requested` / `approval_decided` / `approval_closed` | User Access Management (3005) | Other (99) |
@@ -162,6 +162,7 @@ impl OcsfMapper {
                 seq,
                 command,
                 decision,
+                result,
             } => {
                 let p = PendingCommand {
                     seq: r.seq,
@@ -169,7 +170,11 @@ impl OcsfMapper {
                     command: command.clone(),
                     decision: decision.clone(),
                 };
-                if decision.verdict == Verdict::Deny {
+                if let Some(o) = result {
+                    // Recorded with its result in one record.
+                    let result = result_json(o.duration_us, &o.completion);
+                    vec![self.command(r, sid, &p, Some((result, o.at)))]
+                } else if decision.verdict == Verdict::Deny {
                     vec![self.command(r, sid, &p, None)]
                 } else {
                     self.pending.insert((sid, *seq), p);
@@ -181,18 +186,9 @@ impl OcsfMapper {
                 duration_us,
                 completion,
             } => {
-                let result = json!({
-                    "duration_us": duration_us,
-                    "rows_returned": completion.rows_returned,
-                    "rows_affected": completion.rows_affected,
-                    "tag": completion.tag,
-                    "error": completion.error,
-                    "bytes": completion.bytes,
-                    "skipped": completion.skipped,
-                    "masked": completion.masked,
-                });
+                let result = result_json(*duration_us, completion);
                 match self.pending.remove(&(sid, *seq)) {
-                    Some(p) => vec![self.command(r, sid, &p, Some(result))],
+                    Some(p) => vec![self.command(r, sid, &p, Some((result, e.at)))],
                     None => {
                         let mut v = self.base(r, 6005, "Datastore Activity", 6, 99, "Other");
                         v["message"] = json!("command result without its command in the range");
@@ -342,7 +338,7 @@ impl OcsfMapper {
         r: &StoredEvent,
         sid: SessionId,
         p: &PendingCommand,
-        result: Option<Value>,
+        result: Option<(Value, Timestamp)>,
     ) -> Value {
         let (class, class_name, category, activity, activity_name) = match &p.command {
             Command::Sql { text, .. } => {
@@ -399,17 +395,17 @@ impl OcsfMapper {
         let failed = !allowed
             || result
                 .as_ref()
-                .is_some_and(|r| r.get("error").is_some_and(|e| !e.is_null()));
+                .is_some_and(|(r, _)| r.get("error").is_some_and(|e| !e.is_null()));
         v["status_id"] = json!(if failed { 2 } else { 1 });
         v["status"] = json!(if failed { "Failure" } else { "Success" });
         if !allowed {
             v["status_detail"] = json!(p.decision.reason);
         }
         match result {
-            Some(res) => {
+            Some((res, end)) => {
                 if let Some(us) = res.get("duration_us").and_then(Value::as_u64) {
                     v["duration"] = json!(us / 1000);
-                    v["end_time"] = json!(r.event.at.0 / 1000);
+                    v["end_time"] = json!(end.0 / 1000);
                 }
                 if let Some(err) = res.get("error").and_then(Value::as_str) {
                     v["status_detail"] = json!(err);
@@ -520,4 +516,18 @@ fn http_activity(method: &str) -> (u32, &'static str) {
         "DELETE" => (4, "Delete"),
         _ => (99, "Other"),
     }
+}
+
+/// The `result` object of a command's OCSF event.
+fn result_json(duration_us: u64, completion: &portcullis_core::Completion) -> Value {
+    json!({
+        "duration_us": duration_us,
+        "rows_returned": completion.rows_returned,
+        "rows_affected": completion.rows_affected,
+        "tag": completion.tag,
+        "error": completion.error,
+        "bytes": completion.bytes,
+        "skipped": completion.skipped,
+        "masked": completion.masked,
+    })
 }

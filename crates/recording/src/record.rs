@@ -385,6 +385,7 @@ mod tests {
                         via: SqlVia::Simple,
                     },
                     decision: Decision::deny("r", "no"),
+                    result: None,
                 },
             ),
             Event::now(
@@ -414,6 +415,7 @@ mod tests {
                             .collect(),
                     },
                     decision: Decision::allow("r", "ok"),
+                    result: None,
                 },
             ),
             Event::now(

@@ -15,11 +15,12 @@
 //! overflow is bounded by the number of commands in flight, which the adapters
 //! bound per connection.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use portcullis_core::{BoxFuture, Event, EventKind, EventSink};
+use portcullis_core::{BoxFuture, Event, EventKind, EventSink, SessionId};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
@@ -255,7 +256,7 @@ impl Recorder {
             options,
             unsynced: 0,
             oldest_unsynced: None,
-            spare: Vec::new(),
+            spare: Default::default(),
         };
         let join = std::thread::Builder::new()
             .name("portcullis-recorder".into())
@@ -490,6 +491,11 @@ impl EventSink for Recorder {
 #[derive(Default)]
 struct Batch {
     events: Vec<Event>,
+    /// Index in `events` of each session's latest event, for folding a command's result
+    /// into the command's record when both are in this batch.
+    latest: HashMap<SessionId, usize>,
+    /// Events taken off the queue (a folded result is one of them but adds no record).
+    taken: usize,
     acks: Vec<Ack>,
     permits: Vec<OwnedSemaphorePermit>,
     oldest: Option<Instant>,
@@ -508,8 +514,9 @@ impl Batch {
                 permit,
             } => {
                 shared.queued.fetch_sub(1, Ordering::Relaxed);
+                self.taken += 1;
                 self.closes_session |= matches!(event.kind, EventKind::SessionClosed { .. });
-                self.events.push(event);
+                self.push(event);
                 self.oldest = Some(self.oldest.map_or(queued, |o| o.min(queued)));
                 self.acks.extend(ack);
                 self.permits.extend(permit);
@@ -517,6 +524,26 @@ impl Batch {
             Msg::Flush(ack) => self.flushes.push(ack),
             Msg::Shutdown(ack) => self.shutdown = Some(ack),
         }
+    }
+
+    /// Adds an event, folding a command's result into the command's record when the
+    /// command is the latest event of its session in this batch (nothing of the session
+    /// came between them, so the session's order is unchanged). Both were queued before
+    /// this batch is written, so one record carries what two would have, written at the
+    /// same time: a crash keeps or loses them together either way.
+    fn push(&mut self, event: Event) {
+        let event = match (&event.kind, self.latest.get(&event.session)) {
+            (EventKind::CommandResult { .. }, Some(&i)) => match self.events.get_mut(i) {
+                Some(command) => match command.fold_result(event) {
+                    None => return,
+                    Some(event) => event,
+                },
+                None => event,
+            },
+            _ => event,
+        };
+        self.latest.insert(event.session, self.events.len());
+        self.events.push(event);
     }
 
     /// Whether a control message asks for a sync and ends the batch.
@@ -539,9 +566,9 @@ struct Writer {
     unsynced: usize,
     /// Batched mode: queue time of the oldest unsynced event.
     oldest_unsynced: Option<Instant>,
-    /// The last batch's event vector, emptied: reused so that a batch does not grow a fresh
-    /// vector (and fault in fresh pages) every time.
-    spare: Vec<Event>,
+    /// The last batch's event vector and session map, emptied: reused so that a batch does
+    /// not grow fresh ones (and fault in fresh pages) every time.
+    spare: (Vec<Event>, HashMap<SessionId, usize>),
 }
 
 impl Writer {
@@ -598,7 +625,7 @@ impl Writer {
                 let until = batch.oldest.unwrap_or_else(Instant::now) + linger;
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
             }
-            while !batch.has_control() && batch.events.len() < self.options.queue_capacity {
+            while !batch.has_control() && batch.taken < self.options.queue_capacity {
                 match self.rx.try_recv() {
                     Ok(m) => batch.take(m, &self.shared),
                     Err(_) => break,
@@ -628,10 +655,12 @@ impl Writer {
         }
     }
 
-    /// An empty batch holding the last batch's event vector.
+    /// An empty batch holding the last batch's event vector and session map.
     fn new_batch(&mut self) -> Batch {
+        let (events, latest) = std::mem::take(&mut self.spare);
         Batch {
-            events: std::mem::take(&mut self.spare),
+            events,
+            latest,
             ..Batch::default()
         }
     }
@@ -640,6 +669,8 @@ impl Writer {
     fn write(&mut self, batch: Batch, force_sync: bool, hint: Option<CheckpointReason>) {
         let Batch {
             mut events,
+            mut latest,
+            taken: _,
             acks,
             permits,
             oldest,
@@ -681,7 +712,8 @@ impl Writer {
             }
         };
         events.clear();
-        self.spare = events;
+        latest.clear();
+        self.spare = (events, latest);
         if let Err(m) = &result {
             self.fail(m);
         }
@@ -867,4 +899,121 @@ fn sign_unsigned_tail(store: &dyn EventStore, key: &SigningKey, chain: &str) -> 
     let cp = Checkpoint::sign(key, chain, head, CheckpointReason::Startup, None);
     store.put_checkpoint(&cp)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::{Command, Completion, Decision, SqlVia, Timestamp};
+
+    fn command(session: SessionId, seq: u64) -> Event {
+        Event {
+            session,
+            at: Timestamp(seq as i64),
+            kind: EventKind::Command {
+                seq,
+                command: Command::Sql {
+                    text: "SELECT 1".into(),
+                    via: SqlVia::Simple,
+                },
+                decision: Decision::allow("r", "ok"),
+                result: None,
+            },
+        }
+    }
+
+    fn result(session: SessionId, seq: u64) -> Event {
+        Event {
+            session,
+            at: Timestamp(100 + seq as i64),
+            kind: EventKind::CommandResult {
+                seq,
+                duration_us: 5,
+                completion: Completion::default(),
+            },
+        }
+    }
+
+    fn closed(session: SessionId) -> Event {
+        Event {
+            session,
+            at: Timestamp(1000),
+            kind: EventKind::SessionClosed {
+                reason: "client terminated".into(),
+                commands: 3,
+            },
+        }
+    }
+
+    fn split(events: &[Event]) -> Vec<Event> {
+        events
+            .iter()
+            .cloned()
+            .flat_map(|e| {
+                let (e, r) = e.split_result();
+                std::iter::once(e).chain(r)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_result_folds_into_its_command_when_nothing_of_its_session_came_between() {
+        let (a, b) = (SessionId::new(), SessionId::new());
+        let input = vec![
+            command(a, 1),
+            command(b, 1),
+            // Another session's event between a command and its result does not matter.
+            result(a, 1),
+            command(a, 2),
+            // A result whose command is not in the batch stays a record of its own.
+            result(b, 9),
+            result(b, 1),
+            command(b, 2),
+            closed(b),
+            // The session closed after command 2: its result would move before the close.
+            result(b, 2),
+            // A second result for a command already holding one stays separate.
+            result(a, 2),
+            result(a, 2),
+        ];
+        let mut batch = Batch::default();
+        for e in input.clone() {
+            batch.push(e);
+        }
+        let kinds: Vec<(&str, bool)> = batch
+            .events
+            .iter()
+            .map(|e| {
+                let folded = matches!(
+                    e.kind,
+                    EventKind::Command {
+                        result: Some(_),
+                        ..
+                    }
+                );
+                (e.kind.name(), folded)
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("command", true),
+                ("command", false),
+                ("command", true),
+                ("command_result", false),
+                ("command_result", false),
+                ("command", false),
+                ("session_closed", false),
+                ("command_result", false),
+                ("command_result", false),
+            ]
+        );
+        // Split again, every event is there, each session's events in their order.
+        let back = split(&batch.events);
+        for s in [a, b] {
+            let want: Vec<_> = input.iter().filter(|e| e.session == s).collect();
+            let got: Vec<_> = back.iter().filter(|e| e.session == s).collect();
+            assert_eq!(got, want);
+        }
+    }
 }

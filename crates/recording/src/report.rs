@@ -148,6 +148,19 @@ pub struct Report {
     pub controls: Vec<Control>,
 }
 
+impl Stats {
+    /// Counts one command result (a separate record or folded into its command's).
+    fn count_result(&mut self, completion: &portcullis_core::Completion) {
+        self.results += 1;
+        if completion.error.is_some() {
+            self.failed_results += 1;
+        }
+        for (k, n) in &completion.masked {
+            *self.masked.entry(k.clone()).or_insert(0) += n;
+        }
+    }
+}
+
 #[derive(Default, Clone)]
 struct SessionCtx {
     subject: Option<String>,
@@ -231,8 +244,14 @@ pub fn report(
             }
             EventKind::SessionClosed { .. } => st.sessions_closed += 1,
             EventKind::Command {
-                command, decision, ..
+                command,
+                decision,
+                result,
+                ..
             } => {
+                if let Some(o) = result {
+                    st.count_result(&o.completion);
+                }
                 let verdict = match decision.verdict {
                     Verdict::Allow => "allow",
                     Verdict::Deny => "deny",
@@ -257,15 +276,7 @@ pub fn report(
                     }
                 }
             }
-            EventKind::CommandResult { completion, .. } => {
-                st.results += 1;
-                if completion.error.is_some() {
-                    st.failed_results += 1;
-                }
-                for (k, n) in &completion.masked {
-                    *st.masked.entry(k.clone()).or_insert(0) += n;
-                }
-            }
+            EventKind::CommandResult { completion, .. } => st.count_result(completion),
             EventKind::ApprovalRequested {
                 request,
                 rule,

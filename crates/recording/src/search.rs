@@ -59,6 +59,17 @@ pub struct HitResult {
     pub error: Option<String>,
 }
 
+impl HitResult {
+    fn new(duration_us: u64, completion: &portcullis_core::Completion) -> Self {
+        Self {
+            duration_us,
+            rows: completion.rows_affected.unwrap_or(completion.rows_returned),
+            tag: completion.tag.clone(),
+            error: completion.error.clone(),
+        }
+    }
+}
+
 /// One command that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchHit {
@@ -107,6 +118,7 @@ pub fn search(source: EvidenceSource<'_>, query: &SearchQuery) -> Result<Vec<Sea
                 seq,
                 command,
                 decision,
+                result,
             } => {
                 if hits.len() >= query.limit {
                     if open.is_empty() {
@@ -155,7 +167,9 @@ pub fn search(source: EvidenceSource<'_>, query: &SearchQuery) -> Result<Vec<Sea
                 if !eq(&query.subject, &subject) || !eq(&query.target, &target) {
                     continue;
                 }
-                open.insert((e.session, *seq), hits.len());
+                if result.is_none() {
+                    open.insert((e.session, *seq), hits.len());
+                }
                 hits.push(SearchHit {
                     seq: r.seq,
                     at: e.at,
@@ -167,7 +181,9 @@ pub fn search(source: EvidenceSource<'_>, query: &SearchQuery) -> Result<Vec<Sea
                     verdict: decision.verdict,
                     rule: decision.rule.clone(),
                     reason: decision.reason.clone(),
-                    result: None,
+                    result: result
+                        .as_ref()
+                        .map(|o| HitResult::new(o.duration_us, &o.completion)),
                 });
             }
             EventKind::CommandResult {
@@ -178,12 +194,7 @@ pub fn search(source: EvidenceSource<'_>, query: &SearchQuery) -> Result<Vec<Sea
                 if let Some(i) = open.remove(&(e.session, *seq))
                     && let Some(hit) = hits.get_mut(i)
                 {
-                    hit.result = Some(HitResult {
-                        duration_us: *duration_us,
-                        rows: completion.rows_affected.unwrap_or(completion.rows_returned),
-                        tag: completion.tag.clone(),
-                        error: completion.error.clone(),
-                    });
+                    hit.result = Some(HitResult::new(*duration_us, completion));
                 }
             }
             EventKind::SessionClosed { .. } => {

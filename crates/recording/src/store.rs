@@ -157,13 +157,13 @@ pub struct SessionSummary {
     pub opened_at: Timestamp,
     /// Time of its `session_closed` event.
     pub closed_at: Option<Timestamp>,
-    /// Time of its latest event.
+    /// Time of its latest event (a result folded into its command's record counts).
     pub last_event_at: Timestamp,
     /// Number of `command` events.
     pub commands: u64,
     /// Number of `command` events whose decision was deny.
     pub denied: u64,
-    /// Number of events of the session.
+    /// Number of records of the session (a command recorded with its result is one).
     pub events: u64,
     /// Global sequence of its first record.
     pub first_seq: u64,
@@ -236,7 +236,12 @@ impl SessionSummary {
                     reason: reason.clone(),
                 };
             }
-            EventKind::Command { decision, .. } => {
+            EventKind::Command {
+                decision, result, ..
+            } => {
+                if let Some(o) = result {
+                    self.last_event_at = self.last_event_at.max(o.at);
+                }
                 self.commands = self.commands.saturating_add(1);
                 if decision.verdict == Verdict::Deny {
                     self.denied = self.denied.saturating_add(1);

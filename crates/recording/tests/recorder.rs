@@ -105,6 +105,68 @@ async fn batched_record_returns_before_sync_and_syncs_within_the_interval() {
     rec.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_results_fold_into_their_commands_records_and_read_back_the_same() {
+    let (_dir, rec) = start(Durability::Batched);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let rec = rec.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = SessionId::new();
+            let mut sent = vec![opened(s, 0, "alice", "orders")];
+            rec.record(sent[0].clone()).await.unwrap();
+            for i in 1..=20u64 {
+                let c = command(s, 2 * i as i64, i, "SELECT 1", true);
+                rec.record(c.clone()).await.unwrap();
+                let r = result(s, 2 * i as i64 + 1, i);
+                rec.submit(r.clone()).unwrap();
+                sent.extend([c, r]);
+            }
+            let c = closed(s, 100, 20);
+            rec.record(c.clone()).await.unwrap();
+            sent.push(c);
+            (s, sent)
+        }));
+    }
+    let mut sent = Vec::new();
+    for t in tasks {
+        sent.push(t.await.unwrap());
+    }
+    rec.flush().await.unwrap();
+    let store = rec.store().as_ref();
+    let records = assert_chain(store);
+    let folded = records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.event.kind,
+                portcullis_core::EventKind::Command {
+                    result: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    // A command and its result queued back to back almost always share a batch.
+    assert!(folded > 0, "no result was folded");
+    assert_eq!(records.len() + folded, 8 * 42);
+    assert_eq!(rec.stats().events_written, records.len() as u64);
+    for (s, want) in sent {
+        let got: Vec<Event> = session_records(store, s)
+            .into_iter()
+            .flat_map(|r| {
+                let (e, result) = r.event.split_result();
+                std::iter::once(e).chain(result)
+            })
+            .collect();
+        assert_eq!(got, want);
+        let summary = store.session(s).unwrap().unwrap();
+        assert_eq!(summary.commands, 20);
+        assert_eq!(summary.events, session_records(store, s).len() as u64);
+    }
+    rec.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn batched_syncs_after_flush_events_without_waiting_for_the_interval() {
     let dir = tempfile::tempdir().unwrap();

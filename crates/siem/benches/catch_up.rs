@@ -34,6 +34,7 @@ fn backlog(store: &SledStore) {
                     via: SqlVia::Simple,
                 },
                 decision: Decision::allow("writes", "writes are allowed"),
+                result: None,
             },
         });
         events.push(Event {

@@ -75,7 +75,11 @@ async fn protects_its_own_routes() {
         .store()
         .scan(1, 1000)
         .unwrap()
-        .map(|r| r.unwrap().event.kind)
+        .flat_map(|r| {
+            // A command recorded with its result reads as the command, then the result.
+            let (event, result) = r.unwrap().event.split_result();
+            std::iter::once(event.kind).chain(result.map(|r| r.kind))
+        })
         .collect();
     let forwarded = events
         .iter()

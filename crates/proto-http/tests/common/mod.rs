@@ -498,7 +498,8 @@ impl Harness {
         self.request("GET", path, None, &[], "").await
     }
 
-    /// Every recorded event, in order.
+    /// Every recorded event, in order; a command recorded with its result reads as the
+    /// command, then the result.
     pub async fn events(&self) -> Vec<Event> {
         // Completions are submitted when bodies end; give the writer a moment.
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -507,7 +508,10 @@ impl Harness {
         store
             .scan(1, 1_000_000)
             .unwrap()
-            .map(|r| r.unwrap().event)
+            .flat_map(|r| {
+                let (event, result) = r.unwrap().event.split_result();
+                std::iter::once(event).chain(result)
+            })
             .collect()
     }
 

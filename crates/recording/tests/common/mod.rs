@@ -53,6 +53,7 @@ pub fn command(session: SessionId, at: i64, seq: u64, sql: &str, allow: bool) ->
             } else {
                 Decision::deny("r2", "denied")
             },
+            result: None,
         },
     }
 }

@@ -84,6 +84,7 @@ pub async fn record_session(recorder: &Recorder, subject: &str, commands: u64) -
                     via: SqlVia::Simple,
                 },
                 decision: Decision::deny("no-ddl", "DDL is not allowed"),
+                result: None,
             },
         ))
         .await
@@ -112,6 +113,7 @@ pub async fn record_command(recorder: &Recorder, s: SessionId, seq: u64) {
                     via: SqlVia::Simple,
                 },
                 decision: Decision::allow("read", "reads are allowed"),
+                result: None,
             },
         ))
         .await
