@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use portcullis_core::{Command, Decision, EventKind, Protocol, Verdict};
+use portcullis_core::{Command, Decision, Event, EventKind, Protocol, Verdict};
 use portcullis_recording::{SessionOutcome, SessionSummary};
 use serde::Serialize;
 
@@ -160,157 +160,177 @@ pub async fn show(
     session: SessionId,
     full: bool,
 ) -> Result<(), AuditError> {
-    let mut pending: HashMap<u64, Pending> = HashMap::new();
-    let mut header_done = false;
+    let mut shown = Shown {
+        summary,
+        full,
+        pending: HashMap::new(),
+        header_done: false,
+    };
     source
         .records(session, |r| {
             // A command recorded with its result reads as the command, then the result.
             let (event, result) = r.event.split_result();
-            for event in std::iter::once(event).chain(result) {
-            let at = event.at.to_string();
-            match event.kind {
-                EventKind::SessionOpened {
-                    identity,
-                    target,
-                    protocol,
-                    client_addr,
-                    details,
-                } => {
-                    writeln!(
-                        out,
-                        "session {}\n  identity  {} (via {:?}, groups: {})\n  target    {} ({:?})\n  client    {}\n  opened    {at}",
-                        summary.id,
-                        identity.subject,
-                        identity.method,
-                        identity.groups.join(", "),
-                        target,
-                        protocol,
-                        client_addr.unwrap_or_else(|| "-".into()),
-                    )?;
-                    for (k, v) in details {
-                        writeln!(out, "  {k}: {v}")?;
-                    }
-                }
-                EventKind::SessionRefused {
-                    subject,
-                    target,
-                    side,
-                    reason,
-                    ..
-                } => {
-                    writeln!(
-                        out,
-                        "connection refused at {at}\n  subject   {}\n  target    {}\n  side      {side}\n  reason    {reason}",
-                        subject.unwrap_or_else(|| "-".into()),
-                        target.unwrap_or_else(|| "-".into())
-                    )?;
-                }
-                EventKind::Command {
-                    seq,
-                    command,
-                    decision,
-                    ..
-                } => {
-                    if !header_done {
-                        writeln!(
-                            out,
-                            "\n{:>5}  {:<27}  {:<28}  {:>10}  {:>7}  STATEMENT",
-                            "#", "TIME", "DECISION", "DURATION", "ROWS"
-                        )?;
-                        header_done = true;
-                    }
-                    let text = match &command {
-                        Command::Sql { text, .. } => shorten(text, full),
-                        other => shorten(&other.summary(), full),
-                    };
-                    let details = match &command {
-                        Command::Http { details, .. } if full => detail_lines(details),
-                        _ => String::new(),
-                    };
-                    let p = Pending {
-                        at,
-                        decision: decision_text(&decision),
-                        text,
-                        details,
-                    };
-                    if decision.allows() {
-                        pending.insert(seq, p);
-                    } else {
-                        let note = format!("{}\n{:>7}refused: {}", p.details, "", decision.reason);
-                        write_row(out, seq, &p, "-", "-", &note)?;
-                    }
-                }
-                EventKind::CommandResult {
-                    seq,
-                    duration_us,
-                    completion,
-                } => {
-                    if let Some(p) = pending.remove(&seq) {
-                        // HTTP results carry their status as the tag and no rows.
-                        let rows = match &completion.tag {
-                            Some(tag) if summary.protocol == Some(Protocol::Http) => tag.clone(),
-                            _ => completion
-                                .rows_affected
-                                .unwrap_or(completion.rows_returned)
-                                .to_string(),
-                        };
-                        let mut note = p.details.clone();
-                        if full {
-                            note.push_str(&detail_lines(&completion.details));
-                        }
-                        if let Some(e) = &completion.error {
-                            note.push_str(&format!("\n{:>7}error: {e}", ""));
-                        }
-                        write_row(out, seq, &p, &format!("{duration_us}µs"), &rows, &note)?;
-                    }
-                }
-                EventKind::FileOperation {
-                    seq,
-                    protocol,
-                    op,
-                    path,
-                    to,
-                    direction,
-                    bytes,
-                    size,
-                    error,
-                } => {
-                    let mut line = format!("{:>7}{at}  {protocol} {op} {path}", format!("#{seq} "));
-                    if let Some(to) = to {
-                        line.push_str(&format!(" -> {to}"));
-                    }
-                    line.push_str(&format!(" ({bytes} bytes"));
-                    if let Some(d) = direction {
-                        line.push_str(&format!(", {d}"));
-                    }
-                    if let Some(n) = size {
-                        line.push_str(&format!(", announced {n}"));
-                    }
-                    line.push(')');
-                    if let Some(e) = error {
-                        line.push_str(&format!(" error: {e}"));
-                    }
-                    writeln!(out, "{line}")?;
-                }
-                EventKind::SessionClosed { reason, commands } => {
-                    let mut left: Vec<_> = pending.drain().collect();
-                    left.sort_by_key(|(seq, _)| *seq);
-                    for (seq, p) in left {
-                        write_row(out, seq, &p, "?", "?", "  (no result recorded)")?;
-                    }
-                    writeln!(out, "\nclosed    {at}: {reason} ({commands} commands)")?;
-                }
-                _ => {}
-            }
+            show_event(out, &mut shown, event)?;
+            if let Some(result) = result {
+                show_event(out, &mut shown, result)?;
             }
             Ok(())
         })
         .await?;
     // Commands whose results are not recorded (yet): the session is open or was cut short.
-    let mut left: Vec<_> = pending.drain().collect();
+    let mut left: Vec<_> = shown.pending.drain().collect();
     left.sort_by_key(|(seq, _)| *seq);
     for (seq, p) in left {
         write_row(out, seq, &p, "?", "?", "  (no result recorded)")?;
+    }
+    Ok(())
+}
+
+/// What `show` keeps between the events of a session.
+struct Shown<'a> {
+    summary: &'a SessionSummary,
+    full: bool,
+    /// Allowed commands waiting for their results, by command seq.
+    pending: HashMap<u64, Pending>,
+    header_done: bool,
+}
+
+/// The lines `show` writes for one event.
+fn show_event(out: &mut impl Write, shown: &mut Shown<'_>, event: Event) -> Result<(), AuditError> {
+    let at = event.at.to_string();
+    match event.kind {
+        EventKind::SessionOpened {
+            identity,
+            target,
+            protocol,
+            client_addr,
+            details,
+        } => {
+            writeln!(
+                out,
+                "session {}\n  identity  {} (via {:?}, groups: {})\n  target    {} ({:?})\n  client    {}\n  opened    {at}",
+                shown.summary.id,
+                identity.subject,
+                identity.method,
+                identity.groups.join(", "),
+                target,
+                protocol,
+                client_addr.unwrap_or_else(|| "-".into()),
+            )?;
+            for (k, v) in details {
+                writeln!(out, "  {k}: {v}")?;
+            }
+        }
+        EventKind::SessionRefused {
+            subject,
+            target,
+            side,
+            reason,
+            ..
+        } => {
+            writeln!(
+                out,
+                "connection refused at {at}\n  subject   {}\n  target    {}\n  side      {side}\n  reason    {reason}",
+                subject.unwrap_or_else(|| "-".into()),
+                target.unwrap_or_else(|| "-".into())
+            )?;
+        }
+        EventKind::Command {
+            seq,
+            command,
+            decision,
+            ..
+        } => {
+            if !shown.header_done {
+                writeln!(
+                    out,
+                    "\n{:>5}  {:<27}  {:<28}  {:>10}  {:>7}  STATEMENT",
+                    "#", "TIME", "DECISION", "DURATION", "ROWS"
+                )?;
+                shown.header_done = true;
+            }
+            let text = match &command {
+                Command::Sql { text, .. } => shorten(text, shown.full),
+                other => shorten(&other.summary(), shown.full),
+            };
+            let details = match &command {
+                Command::Http { details, .. } if shown.full => detail_lines(details),
+                _ => String::new(),
+            };
+            let p = Pending {
+                at,
+                decision: decision_text(&decision),
+                text,
+                details,
+            };
+            if decision.allows() {
+                shown.pending.insert(seq, p);
+            } else {
+                let note = format!("{}\n{:>7}refused: {}", p.details, "", decision.reason);
+                write_row(out, seq, &p, "-", "-", &note)?;
+            }
+        }
+        EventKind::CommandResult {
+            seq,
+            duration_us,
+            completion,
+        } => {
+            if let Some(p) = shown.pending.remove(&seq) {
+                // HTTP results carry their status as the tag and no rows.
+                let rows = match &completion.tag {
+                    Some(tag) if shown.summary.protocol == Some(Protocol::Http) => tag.clone(),
+                    _ => completion
+                        .rows_affected
+                        .unwrap_or(completion.rows_returned)
+                        .to_string(),
+                };
+                let mut note = p.details.clone();
+                if shown.full {
+                    note.push_str(&detail_lines(&completion.details));
+                }
+                if let Some(e) = &completion.error {
+                    note.push_str(&format!("\n{:>7}error: {e}", ""));
+                }
+                write_row(out, seq, &p, &format!("{duration_us}µs"), &rows, &note)?;
+            }
+        }
+        EventKind::FileOperation {
+            seq,
+            protocol,
+            op,
+            path,
+            to,
+            direction,
+            bytes,
+            size,
+            error,
+        } => {
+            let mut line = format!("{:>7}{at}  {protocol} {op} {path}", format!("#{seq} "));
+            if let Some(to) = to {
+                line.push_str(&format!(" -> {to}"));
+            }
+            line.push_str(&format!(" ({bytes} bytes"));
+            if let Some(d) = direction {
+                line.push_str(&format!(", {d}"));
+            }
+            if let Some(n) = size {
+                line.push_str(&format!(", announced {n}"));
+            }
+            line.push(')');
+            if let Some(e) = error {
+                line.push_str(&format!(" error: {e}"));
+            }
+            writeln!(out, "{line}")?;
+        }
+        EventKind::SessionClosed { reason, commands } => {
+            let mut left: Vec<_> = shown.pending.drain().collect();
+            left.sort_by_key(|(seq, _)| *seq);
+            for (seq, p) in left {
+                write_row(out, seq, &p, "?", "?", "  (no result recorded)")?;
+            }
+            writeln!(out, "\nclosed    {at}: {reason} ({commands} commands)")?;
+        }
+        _ => {}
     }
     Ok(())
 }
