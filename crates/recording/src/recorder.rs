@@ -87,7 +87,8 @@ impl From<&RecordingConfig> for RecorderOptions {
 /// Counters of the recorder, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RecorderStats {
-    /// Events appended to the store.
+    /// Records appended to the store (a result folded into its command's record adds
+    /// none).
     pub events_written: u64,
     /// Appends (batches) to the store.
     pub batches: u64,
@@ -670,7 +671,7 @@ impl Writer {
         let Batch {
             mut events,
             mut latest,
-            taken: _,
+            taken,
             acks,
             permits,
             oldest,
@@ -681,7 +682,7 @@ impl Writer {
         let checkpoint = match &self.signing {
             None => None,
             Some(s) => {
-                let pending = self.since_checkpoint.saturating_add(events.len() as u64);
+                let pending = self.since_checkpoint.saturating_add(taken as u64);
                 if pending == 0 {
                     None
                 } else if closes_session {
@@ -698,7 +699,8 @@ impl Writer {
         let result = if let Some(m) = self.shared.failed.get() {
             Err(m.clone())
         } else {
-            let n = events.len();
+            // Events, not records, count towards flush_events and the checkpoint policy.
+            let n = taken;
             // A checkpoint is made durable with the records it signs: at once in strict
             // mode, with the next sync in batched mode (a crash before it loses both, and
             // the restarted recorder verifies and signs the surviving tail).
@@ -708,7 +710,7 @@ impl Writer {
             if n == 0 && !sync {
                 Ok(())
             } else {
-                self.append_and_sync(&events, sync, oldest, checkpoint)
+                self.append_and_sync(&events, taken, sync, oldest, checkpoint)
             }
         };
         events.clear();
@@ -724,15 +726,17 @@ impl Writer {
         }
     }
 
+    /// Appends `events` (the records of `taken` events) and syncs when `sync`.
     fn append_and_sync(
         &mut self,
         events: &[Event],
+        taken: usize,
         sync: bool,
         oldest: Option<Instant>,
         checkpoint: Option<CheckpointReason>,
     ) -> Result<(), String> {
         let store = self.store.as_ref();
-        let n = events.len();
+        let n = taken;
         let appended = if events.is_empty() {
             None
         } else {

@@ -62,7 +62,8 @@ pub struct Stats {
     pub records: u64,
     /// First and last `seq` in the range.
     pub seq_range: Option<(u64, u64)>,
-    /// Records by event type.
+    /// Records by event type (a `command` record holding its result counts as `command`;
+    /// [`Stats::results`] counts results in either form).
     pub events_by_type: BTreeMap<String, u64>,
     /// Sessions opened.
     pub sessions_opened: u64,
