@@ -462,7 +462,11 @@ mod tests {
                 by: None,
             },
         ];
-        let more: Vec<Event> = more.into_iter().map(|k| Event::now(s, k)).collect();
+        let mut more: Vec<Event> = more.into_iter().map(|k| Event::now(s, k)).collect();
+        // A command with its result folded in (a nested object with its own keys).
+        let mut folded = events[4].clone();
+        assert!(folded.fold_result(events[5].clone()).is_none());
+        more.push(folded);
         for e in events.iter().chain(&more) {
             let via_value = canonical_value(&serde_json::to_value(e).unwrap()).unwrap();
             assert_eq!(canonical_json(e).unwrap(), via_value);

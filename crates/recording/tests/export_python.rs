@@ -53,8 +53,17 @@ fn python_snippet_recomputes_every_hash_of_an_export() {
             result(a, 1_700_000_000_000_002, 1),
             refused(b, -1, "mallory"),
             command(a, 1_700_000_000_000_003, 2, "DROP TABLE t", false),
-            closed(a, 1_700_000_000_000_004, 2),
         ])
+        .unwrap();
+    // A command record holding its result (as batched recording writes them).
+    let mut folded = command(a, 1_700_000_000_000_005, 3, "SELECT 'é'", true);
+    assert!(
+        folded
+            .fold_result(result(a, 1_700_000_000_000_006, 3))
+            .is_none()
+    );
+    store
+        .append(&[folded, closed(a, 1_700_000_000_000_007, 3)])
         .unwrap();
     let lines: Vec<String> = store
         .scan(1, usize::MAX)
@@ -75,7 +84,7 @@ fn python_snippet_recomputes_every_hash_of_an_export() {
     let head = store.head().unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
-        format!("ok 6 {}", head.hash)
+        format!("ok 7 {}", head.hash)
     );
 
     // An edited export fails the check.
