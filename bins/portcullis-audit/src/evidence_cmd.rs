@@ -283,7 +283,12 @@ pub fn run_replay(
             }
             writeln!(out, "{line}")?;
         } else {
-            replay_line(out, session, t0, e, &mut ssh)?;
+            // A command recorded with its result reads as the command, then the result.
+            let (event, result) = e.clone().split_result();
+            replay_line(out, session, t0, &event, &mut ssh)?;
+            if let Some(result) = &result {
+                replay_line(out, session, t0, result, &mut ssh)?;
+            }
             if let Some(p) = &pin {
                 let status = match &checked {
                     Some(Ok(bytes)) => format!("matches the record ({bytes} bytes)"),
@@ -364,43 +369,6 @@ fn choose_pin(
     }
 }
 
-/// The transcript line of a command's result.
-fn result_line(
-    out: &mut dyn Write,
-    off: &str,
-    seq: u64,
-    duration_us: u64,
-    completion: &portcullis_core::Completion,
-    ssh: bool,
-) -> Result<(), AuditError> {
-    let tag = completion.tag.as_deref().unwrap_or("done");
-    let mut parts = if ssh {
-        let (exit, _) = casts::split_tag(tag);
-        vec![exit.to_string(), format!("{} bytes out", completion.bytes)]
-    } else {
-        vec![
-            tag.to_string(),
-            format!("{} rows", completion.rows_returned),
-        ]
-    };
-    if let Some(n) = completion.rows_affected {
-        parts.push(format!("{n} affected"));
-    }
-    parts.push(format!("{duration_us}µs"));
-    let masked: u64 = completion.masked.values().sum();
-    if masked > 0 {
-        parts.push(format!("{masked} values masked"));
-    }
-    if completion.skipped {
-        parts.push("skipped".into());
-    }
-    writeln!(out, "{off:>12}  #{seq:<4} -> {}", parts.join(", "))?;
-    if let Some(err) = &completion.error {
-        writeln!(out, "{:>12}        error: {err}", "")?;
-    }
-    Ok(())
-}
-
 /// One transcript line (or a few) for an event.
 fn replay_line(
     out: &mut dyn Write,
@@ -455,7 +423,7 @@ fn replay_line(
             seq,
             command,
             decision,
-            result,
+            ..
         } => {
             let text = match command {
                 Command::Sql { text, .. } => text.clone(),
@@ -471,16 +439,38 @@ fn replay_line(
             for line in text.lines() {
                 writeln!(out, "{:>12}        {line}", "")?;
             }
-            if let Some(o) = result {
-                let off = offset(t0, o.at);
-                result_line(out, &off, *seq, o.duration_us, &o.completion, *ssh)?;
-            }
         }
         EventKind::CommandResult {
             seq,
             duration_us,
             completion,
-        } => result_line(out, &off, *seq, *duration_us, completion, *ssh)?,
+        } => {
+            let tag = completion.tag.as_deref().unwrap_or("done");
+            let mut parts = if *ssh {
+                let (exit, _) = casts::split_tag(tag);
+                vec![exit.to_string(), format!("{} bytes out", completion.bytes)]
+            } else {
+                vec![
+                    tag.to_string(),
+                    format!("{} rows", completion.rows_returned),
+                ]
+            };
+            if let Some(n) = completion.rows_affected {
+                parts.push(format!("{n} affected"));
+            }
+            parts.push(format!("{duration_us}µs"));
+            let masked: u64 = completion.masked.values().sum();
+            if masked > 0 {
+                parts.push(format!("{masked} values masked"));
+            }
+            if completion.skipped {
+                parts.push("skipped".into());
+            }
+            writeln!(out, "{off:>12}  #{seq:<4} -> {}", parts.join(", "))?;
+            if let Some(err) = &completion.error {
+                writeln!(out, "{:>12}        error: {err}", "")?;
+            }
+        }
         EventKind::ApprovalRequested { request, rule, .. } => {
             writeln!(out, "{off:>12}  approval requested {request} (rule {rule})")?;
         }

@@ -190,25 +190,20 @@ action = "allow"
                 .lines()
             {
                 let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                let mut e = if v.get("event").is_some() {
+                let e = if v.get("event").is_some() {
                     v["event"].clone()
                 } else {
                     v
                 };
                 // A command recorded with its result reads as the command, then the result.
-                let result = e.as_object_mut().and_then(|o| o.remove("result"));
-                let split = result.map(|r| {
-                    serde_json::json!({
-                        "type": "command_result",
-                        "session": e["session"],
-                        "seq": e["seq"],
-                        "at": r["at"],
-                        "duration_us": r["duration_us"],
-                        "completion": r["completion"],
-                    })
-                });
-                out.push(e);
-                out.extend(split);
+                match serde_json::from_value::<portcullis_core::Event>(e.clone()) {
+                    Ok(event) => {
+                        let (event, result) = event.split_result();
+                        out.push(serde_json::to_value(event).unwrap());
+                        out.extend(result.map(|r| serde_json::to_value(r).unwrap()));
+                    }
+                    Err(_) => out.push(e),
+                }
             }
         }
         out

@@ -238,12 +238,8 @@ impl Event {
     /// were produced. Readers that handle commands and results one event at a time use this
     /// so that both forms of the record read the same.
     pub fn split_result(mut self) -> (Event, Option<Event>) {
-        let outcome = match &mut self.kind {
-            EventKind::Command { result, .. } => result.take(),
-            _ => None,
-        };
-        let result = match (outcome, &self.kind) {
-            (Some(o), EventKind::Command { seq, .. }) => Some(Event {
+        let result = match &mut self.kind {
+            EventKind::Command { seq, result, .. } => result.take().map(|o| Event {
                 session: self.session,
                 at: o.at,
                 kind: EventKind::CommandResult {

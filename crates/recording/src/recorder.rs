@@ -532,17 +532,18 @@ impl Batch {
     /// came between them, so the session's order is unchanged). Both were queued before
     /// this batch is written, so one record carries what two would have, written at the
     /// same time: a crash keeps or loses them together either way.
-    fn push(&mut self, event: Event) {
-        let event = match (&event.kind, self.latest.get(&event.session)) {
-            (EventKind::CommandResult { .. }, Some(&i)) => match self.events.get_mut(i) {
-                Some(command) => match command.fold_result(event) {
-                    None => return,
-                    Some(event) => event,
-                },
-                None => event,
-            },
-            _ => event,
-        };
+    fn push(&mut self, mut event: Event) {
+        if matches!(event.kind, EventKind::CommandResult { .. })
+            && let Some(latest) = self
+                .latest
+                .get(&event.session)
+                .and_then(|&i| self.events.get_mut(i))
+        {
+            match latest.fold_result(event) {
+                None => return,
+                Some(unfolded) => event = unfolded,
+            }
+        }
         self.latest.insert(event.session, self.events.len());
         self.events.push(event);
     }
@@ -699,15 +700,14 @@ impl Writer {
         let result = if let Some(m) = self.shared.failed.get() {
             Err(m.clone())
         } else {
-            // Events, not records, count towards flush_events and the checkpoint policy.
-            let n = taken;
             // A checkpoint is made durable with the records it signs: at once in strict
             // mode, with the next sync in batched mode (a crash before it loses both, and
-            // the restarted recorder verifies and signs the surviving tail).
+            // the restarted recorder verifies and signs the surviving tail). Events, not
+            // records, count towards flush_events and the checkpoint policy.
             let sync = force_sync
                 || self.options.durability == Durability::Strict
-                || self.unsynced.saturating_add(n) >= self.options.flush_events;
-            if n == 0 && !sync {
+                || self.unsynced.saturating_add(taken) >= self.options.flush_events;
+            if taken == 0 && !sync {
                 Ok(())
             } else {
                 self.append_and_sync(&events, taken, sync, oldest, checkpoint)
@@ -736,7 +736,6 @@ impl Writer {
         checkpoint: Option<CheckpointReason>,
     ) -> Result<(), String> {
         let store = self.store.as_ref();
-        let n = taken;
         let appended = if events.is_empty() {
             None
         } else {
@@ -759,7 +758,7 @@ impl Writer {
         if sync {
             store.sync().map_err(|e| format!("sync failed: {e}"))?;
         }
-        self.since_checkpoint = self.since_checkpoint.saturating_add(n as u64);
+        self.since_checkpoint = self.since_checkpoint.saturating_add(taken as u64);
         if let Some(seq) = signed {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();
@@ -781,7 +780,7 @@ impl Writer {
             self.unsynced = 0;
             self.oldest_unsynced = None;
         } else {
-            self.unsynced = self.unsynced.saturating_add(n);
+            self.unsynced = self.unsynced.saturating_add(taken);
             self.oldest_unsynced = match (self.oldest_unsynced, oldest) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

@@ -122,7 +122,9 @@ async fn batched_results_fold_into_their_commands_records_and_read_back_the_same
                 rec.submit(r.clone()).unwrap();
                 sent.extend([c, r]);
             }
-            let c = closed(s, 100, 20);
+            // Closed with an earlier time than the last result, whose time (kept inside
+            // the command's record when folded) must still be the session's latest.
+            let c = closed(s, 1, 20);
             rec.record(c.clone()).await.unwrap();
             sent.push(c);
             (s, sent)
@@ -162,6 +164,7 @@ async fn batched_results_fold_into_their_commands_records_and_read_back_the_same
         assert_eq!(got, want);
         let summary = store.session(s).unwrap().unwrap();
         assert_eq!(summary.commands, 20);
+        assert_eq!(summary.last_event_at, Timestamp(41));
         assert_eq!(summary.events, session_records(store, s).len() as u64);
     }
     rec.shutdown().await.unwrap();
