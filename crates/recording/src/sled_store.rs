@@ -12,7 +12,8 @@
 //! | `x` session id, session seq (u64 BE) | for a longer session: the global seqs (u64 BE each) of a run of the session's records (a tail that outgrew 128), from that session seq on (stores written by earlier versions have one per append, read the same way) |
 //! | `t` opened_at (i64 BE, sign bit flipped), session id | empty (time index) |
 //! | `m` `head` | head seq (u64 BE) and hash (32 bytes) |
-//! | `m` `format` | `portcullis-recording-v3` (a `v2` store is accepted and marked `v3` when opened) |
+//! | `m` `format` | `portcullis-recording-v4` (a `v2` or `v3` store is accepted and marked `v4` when opened) |
+//! | `m` `indexed` | the seq (u64 BE) through which the `s`, `x` and `t` entries are written |
 //! | `m` `chain` | the chain id (a UUID, created with the store) |
 //! | `m` `base` | the latest tombstone checkpoint as JSON (after pruning) |
 //! | `c` seq (u64 BE), first 8 bytes of SHA-256(signature) | a checkpoint as JSON |
@@ -29,6 +30,16 @@
 //! sync of its own (a segment switch, the flusher's) can run ahead of them, so replay
 //! checks each pointer into the last record file (length and CRC) before applying it
 //! and stops at the first entry whose records did not reach the disk.
+//!
+//! The session index (`s`, `x` and `t` entries) is not rewritten with every append: the
+//! entries of the sessions an append touches change in memory, and they are written,
+//! with `m indexed`, by an append at most a second (or 65,536 records) after the last
+//! time, by anything that reads the index (which therefore always sees every appended
+//! record), before pruning, and when the store is dropped. Each append still journals
+//! its records and the chain head, so a crash loses no record; opening the store reads
+//! the records after `m indexed` again and brings the index up to the head before
+//! anything else happens. Writing a session's summary once per append was most of the
+//! tree's work under many concurrent sessions.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -54,7 +65,10 @@ use crate::{
 };
 
 const TREE: &str = "portcullis-v1";
-const FORMAT: &[u8] = b"portcullis-recording-v3";
+const FORMAT: &[u8] = b"portcullis-recording-v4";
+/// The format before the index was written lazily: every append wrote its sessions'
+/// entries (a reader of v3 would trust a v4 index that lags the records).
+const FORMAT_V3: &[u8] = b"portcullis-recording-v3";
 /// The format before record files: every batch value holds its records.
 const FORMAT_V2: &[u8] = b"portcullis-recording-v2";
 const P_SESSION: u8 = b's';
@@ -66,28 +80,147 @@ const K_HEAD: &[u8] = b"mhead";
 const K_FORMAT: &[u8] = b"mformat";
 const K_CHAIN: &[u8] = b"mchain";
 const K_BASE: &[u8] = b"mbase";
+const K_INDEXED: &[u8] = b"mindexed";
 /// Record batches deleted per sled batch while pruning.
 const PRUNE_CHUNK: usize = 64;
 
-/// Most open-session summaries kept in memory between appends; beyond it the cache is
-/// emptied and summaries are read back from the tree as sessions show up again.
+/// Most session entries kept in memory between appends; beyond it the index is written
+/// and the cache emptied, and summaries are read back from the tree as sessions show up
+/// again.
 const OPEN_SUMMARIES: usize = 16_384;
 
 /// Most records of a session indexed inside its summary value (its tail): beyond that,
 /// the tail moves into one `x` entry. A session of at most this many records costs no
-/// `x` entry at all, and a long one an `x` entry per this many records instead of one
-/// per append (the summary value is rewritten with every append anyway).
+/// `x` entry at all, and a long one an `x` entry per this many records.
 const TAIL_SEQS: usize = 128;
+
+/// The session index (`s`, `x` and `t` entries) is written at most this long after the
+/// records it covers, with an append, or at once when something reads it.
+const INDEX_EVERY: Duration = Duration::from_secs(1);
+
+/// ... or after at most this many records: what opening the store after a crash reads
+/// again to bring the index up to date.
+const INDEX_RECORDS: u64 = 65_536;
 
 /// What the append path keeps between appends.
 struct WriteState {
     head: Head,
-    /// Entries of sessions that have not ended, as last written: an append to a long
-    /// session does not read and decode its summary back from the tree.
-    open: HashMap<SessionId, SessionEntry>,
+    /// Entries of open sessions, and of every session with records the tree's index does
+    /// not cover yet: an append to a long session does not read and decode its summary
+    /// back from the tree, and the index is written once a second instead of with every
+    /// append.
+    sessions: HashMap<SessionId, SessionEntry>,
+    /// The seq through which the tree's session index is written (`m indexed`).
+    indexed: u64,
+    /// When the index was last written.
+    indexed_at: Instant,
+    /// Set when a write failed after the entries in memory had moved past the tree:
+    /// appends are refused until the store is opened again (which rebuilds them).
+    broken: Option<String>,
     /// The last append's packed records, emptied: reused so that an append does not grow
     /// a fresh buffer (reallocating and copying it several times) every time.
     packed: Vec<u8>,
+}
+
+impl WriteState {
+    fn new(head: Head, indexed: u64) -> Self {
+        Self {
+            head,
+            sessions: HashMap::new(),
+            indexed,
+            indexed_at: Instant::now(),
+            broken: None,
+            packed: Vec::new(),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match &self.broken {
+            Some(reason) => Err(RecordingError::Storage(format!(
+                "store refuses writes after a failed one ({reason}); open it again"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds record `seq`, holding `event`, to its session's entry; returns the record's
+    /// session seq.
+    fn index_record(&mut self, tree: &sled::Tree, event: &Event, seq: u64) -> Result<u64> {
+        let entry = match self.sessions.entry(event.session) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let e = o.into_mut();
+                e.summary.apply(event, seq);
+                e
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let entry = match read_entry(tree, &event.session)? {
+                    Some(mut e) => {
+                        e.summary.apply(event, seq);
+                        e
+                    }
+                    None => SessionEntry {
+                        summary: SessionSummary::start(event, seq),
+                        tail: Vec::new(),
+                        runs: Vec::new(),
+                        dirty: false,
+                        new: true,
+                    },
+                };
+                v.insert(entry)
+            }
+        };
+        entry.dirty = true;
+        let session_seq = entry.summary.events;
+        entry.tail.extend_from_slice(&seq.to_be_bytes());
+        let len = (entry.tail.len() / 8) as u64;
+        if len >= TAIL_SEQS as u64 {
+            // The tail's records are the session's latest, consecutive in session seq.
+            let first = session_seq.saturating_sub(len - 1).max(1);
+            entry.runs.push((first, std::mem::take(&mut entry.tail)));
+        }
+        Ok(session_seq)
+    }
+
+    /// Whether the next append should carry the index.
+    fn index_due(&self) -> bool {
+        self.head.seq.saturating_sub(self.indexed) >= INDEX_RECORDS
+            || self.sessions.len() > OPEN_SUMMARIES
+            || (self.indexed < self.head.seq && self.indexed_at.elapsed() >= INDEX_EVERY)
+    }
+
+    /// Adds the index entries of every changed session, and the `m indexed` marker for
+    /// `head_seq`, to `ops`.
+    fn index_ops(&mut self, head_seq: u64, ops: &mut Ops) -> Result<()> {
+        for (id, e) in &mut self.sessions {
+            if !e.dirty {
+                continue;
+            }
+            for (first, seqs) in e.runs.drain(..) {
+                ops.insert(session_event_key(id, first), seqs);
+            }
+            if e.new {
+                ops.insert(time_key(e.summary.opened_at, id), Vec::new());
+            }
+            ops.insert(session_key(id), e.encode()?);
+        }
+        ops.insert(K_INDEXED, head_seq.to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    /// After the ops of [`Self::index_ops`] were committed: entries are clean, ended
+    /// sessions leave memory.
+    fn index_written(&mut self, head_seq: u64) {
+        self.sessions.retain(|_, e| {
+            e.dirty = false;
+            e.new = false;
+            e.summary.outcome == SessionOutcome::Open
+        });
+        if self.sessions.len() > OPEN_SUMMARIES {
+            self.sessions.clear();
+        }
+        self.indexed = head_seq;
+        self.indexed_at = Instant::now();
+    }
 }
 
 /// A session's `s` value: its summary and the global seqs of its latest records, those
@@ -96,6 +229,13 @@ struct SessionEntry {
     summary: SessionSummary,
     /// Global seqs (u64 BE each) of the session's records after those in `x` entries.
     tail: Vec<u8>,
+    /// Runs of seqs that left the tail and are not written as `x` entries yet: the
+    /// session seq of each run's first record, and the run.
+    runs: Vec<(u64, Vec<u8>)>,
+    /// Changed since the index was last written.
+    dirty: bool,
+    /// A session the tree does not know yet (its time index entry is not written).
+    new: bool,
 }
 
 impl SessionEntry {
@@ -124,7 +264,21 @@ impl SessionEntry {
                 reason: format!("session {id}: malformed inline index"),
             });
         }
-        Ok(Self { summary, tail })
+        Ok(Self {
+            summary,
+            tail,
+            runs: Vec::new(),
+            dirty: false,
+            new: false,
+        })
+    }
+}
+
+/// The entry of session `id` as the tree holds it.
+fn read_entry(tree: &sled::Tree, id: &SessionId) -> Result<Option<SessionEntry>> {
+    match tree.get(session_key(id))? {
+        Some(v) => SessionEntry::decode(id, &v).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -163,6 +317,15 @@ impl std::fmt::Debug for SledStore {
         f.debug_struct("SledStore")
             .field("path", &self.path)
             .finish()
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Before the flusher's last flush: the next open then has nothing to catch up.
+        if let Err(e) = self.index_now() {
+            tracing::warn!(error = %e, "session index not written at close; the next open rebuilds it");
+        }
     }
 }
 
@@ -275,10 +438,15 @@ impl SledStore {
         let tree = db.open_tree(TREE)?;
         match tree.get(K_FORMAT)? {
             Some(v) if v.as_ref() == FORMAT => {}
-            Some(v) if v.as_ref() == FORMAT_V2 => {
+            Some(v) if v.as_ref() == FORMAT_V2 || v.as_ref() == FORMAT_V3 => {
                 // Its inline batches stay readable; new ones may be pointers, which a
-                // reader of v2 would not understand.
-                tree.insert(K_FORMAT, FORMAT)?;
+                // reader of v2 would not understand, and its index may lag the records
+                // (`m indexed`), which a reader of v3 would not notice. Its index covers
+                // every record.
+                let mut batch = sled::Batch::default();
+                batch.insert(K_INDEXED, &read_head(&tree)?.seq.to_be_bytes());
+                batch.insert(K_FORMAT, FORMAT);
+                tree.apply_batch(batch)?;
                 db.flush()?;
             }
             Some(v) => {
@@ -288,7 +456,10 @@ impl SledStore {
                 });
             }
             None => {
-                tree.insert(K_FORMAT, FORMAT)?;
+                let mut batch = sled::Batch::default();
+                batch.insert(K_INDEXED, &0u64.to_be_bytes());
+                batch.insert(K_FORMAT, FORMAT);
+                tree.apply_batch(batch)?;
                 db.flush()?;
             }
         }
@@ -323,20 +494,92 @@ impl SledStore {
                 ),
             });
         }
-        Ok(Self {
+        let indexed = tree
+            .get(K_INDEXED)?
+            .and_then(|v| split_u64(&v).map(|(seq, _)| seq))
+            .ok_or_else(|| RecordingError::Corrupt {
+                seq: None,
+                reason: "session index marker missing or malformed".into(),
+            })?;
+        if indexed > head.seq {
+            return Err(RecordingError::Corrupt {
+                seq: Some(indexed),
+                reason: format!("session index says seq {indexed}, chain head is {}", head.seq),
+            });
+        }
+        let store = Self {
             flusher: None,
             journal: None,
             db,
             tree,
             batches,
-            state: Mutex::new(WriteState {
-                head,
-                open: HashMap::new(),
-                packed: Vec::new(),
-            }),
+            state: Mutex::new(WriteState::new(head, indexed)),
             chain,
             path,
-        })
+        };
+        store.catch_up_index()?;
+        Ok(store)
+    }
+
+    /// Brings the session index up to the head after a crash: adds the records written
+    /// since the index was last written (at most [`INDEX_RECORDS`], about a second's
+    /// worth) to their sessions' entries, then writes the index.
+    fn catch_up_index(&self) -> Result<()> {
+        let mut state = self.lock_state()?;
+        if state.indexed == state.head.seq {
+            return Ok(());
+        }
+        let from = state.indexed.saturating_add(1);
+        let mut count = 0u64;
+        for record in self.scan(from, usize::MAX)? {
+            let record = record?;
+            let session_seq = state.index_record(&self.tree, &record.event, record.seq)?;
+            if session_seq != record.session_seq {
+                return Err(RecordingError::Corrupt {
+                    seq: Some(record.seq),
+                    reason: format!(
+                        "record is session seq {} of session {}, the index makes it {session_seq}",
+                        record.session_seq, record.event.session
+                    ),
+                });
+            }
+            count = count.saturating_add(1);
+        }
+        tracing::info!(
+            records = count,
+            from_seq = from,
+            "session index brought up to date"
+        );
+        self.write_index(&mut state)
+    }
+
+    /// Writes the session index if records were appended since it was last written:
+    /// what reads the index calls this first, so that it sees every appended record.
+    fn index_now(&self) -> Result<()> {
+        let mut state = self.lock_state()?;
+        self.write_index(&mut state)
+    }
+
+    fn write_index(&self, state: &mut WriteState) -> Result<()> {
+        state.check()?;
+        if state.indexed == state.head.seq {
+            return Ok(());
+        }
+        let head_seq = state.head.seq;
+        let mut ops = Ops::default();
+        state.index_ops(head_seq, &mut ops)?;
+        if let Err(e) = self.commit(ops) {
+            state.broken = Some(e.to_string());
+            return Err(e);
+        }
+        state.index_written(head_seq);
+        Ok(())
+    }
+
+    fn lock_state(&self) -> Result<std::sync::MutexGuard<'_, WriteState>> {
+        self.state
+            .lock()
+            .map_err(|_| RecordingError::Storage("store lock poisoned".into()))
     }
 
     /// Writes `ops` atomically: journaled first when the store has a journal.
@@ -371,15 +614,75 @@ impl SledStore {
         self.path.as_deref()
     }
 
+    /// The summary of session `id` as the tree holds it (callers write the index first).
     fn load_summary(&self, id: &SessionId) -> Result<Option<SessionSummary>> {
-        Ok(self.load_entry(id)?.map(|e| e.summary))
+        Ok(read_entry(&self.tree, id)?.map(|e| e.summary))
     }
 
-    fn load_entry(&self, id: &SessionId) -> Result<Option<SessionEntry>> {
-        match self.tree.get(session_key(id))? {
-            Some(v) => SessionEntry::decode(id, &v).map(Some),
-            None => Ok(None),
+    /// Appends `events` (not empty) under the state lock: packs and chains the records,
+    /// adds them to their sessions' entries, and commits the record pointers and the new
+    /// head, with the session index when it is due.
+    fn append_locked(&self, state: &mut WriteState, events: &[Event]) -> Result<Appended> {
+        let start = state.head;
+        let mut batch = Ops::default();
+        // The append's records, packed, and where each batch of them starts and ends.
+        let mut packed = std::mem::take(&mut state.packed);
+        packed.clear();
+        let mut cuts: Vec<(u64, usize, usize)> = Vec::new();
+        let mut cut_start = 0usize;
+        let mut packed_first = 0u64;
+        let mut packed_count = 0usize;
+        let (max_records, max_bytes) = if self.batches.records.is_some() {
+            (MAX_POINTED_BATCH_RECORDS, MAX_POINTED_BATCH_BYTES)
+        } else {
+            (MAX_BATCH_RECORDS, MAX_BATCH_BYTES)
+        };
+        let mut head = start;
+        for event in events {
+            let seq = head.seq.saturating_add(1);
+            let session_seq = state.index_record(&self.tree, event, seq)?;
+            if packed_count == 0 {
+                packed_first = seq;
+            }
+            let next = sled_format::push_record_with(&mut packed, seq, |out| {
+                crate::record::encode_chained(head, session_seq, event, out)
+            })?;
+            packed_count += 1;
+            if packed_count == max_records || packed.len() - cut_start >= max_bytes {
+                cuts.push((packed_first, cut_start, packed.len()));
+                cut_start = packed.len();
+                packed_count = 0;
+            }
+            head = next;
         }
+        if packed_count > 0 {
+            cuts.push((packed_first, cut_start, packed.len()));
+        }
+        self.store_batches(&packed, &cuts, &mut batch)?;
+        if packed.capacity() <= 4 * MAX_POINTED_BATCH_BYTES {
+            state.packed = packed;
+        }
+        state.head = head;
+        let index = state.index_due();
+        if index {
+            state.index_ops(head.seq, &mut batch)?;
+        }
+        let mut head_value = Vec::with_capacity(40);
+        head_value.extend_from_slice(&head.seq.to_be_bytes());
+        head_value.extend_from_slice(&head.hash.0);
+        batch.insert(K_HEAD, head_value);
+        if let Err(e) = self.commit(batch) {
+            state.head = start;
+            return Err(e);
+        }
+        if index {
+            state.index_written(head.seq);
+        }
+        Ok(Appended {
+            first_seq: start.seq.saturating_add(1),
+            count: head.seq.saturating_sub(start.seq),
+            head,
+        })
     }
 
     fn decode_json<T: serde::de::DeserializeOwned>(what: &str, v: &[u8]) -> Result<T> {
@@ -473,129 +776,26 @@ impl RecordReader {
 
 impl EventStore for SledStore {
     fn append(&self, events: &[Event]) -> Result<Appended> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| RecordingError::Storage("store lock poisoned".into()))?;
+        let mut state = self.lock_state()?;
+        state.check()?;
         let start = state.head;
-        let first_seq = start.seq.saturating_add(1);
         if events.is_empty() {
             return Ok(Appended {
-                first_seq,
+                first_seq: start.seq.saturating_add(1),
                 count: 0,
                 head: start,
             });
         }
-        let mut batch = Ops::default();
-        let mut entries: HashMap<SessionId, SessionEntry> = HashMap::new();
-        // Per session: the session seq of its first record in this append, and the global
-        // seqs of its records in this append (u64 BE each).
-        let mut appended: HashMap<SessionId, (u64, Vec<u8>)> = HashMap::new();
-        // The append's records, packed, and where each batch of them starts and ends.
-        let mut packed = std::mem::take(&mut state.packed);
-        packed.clear();
-        let mut cuts: Vec<(u64, usize, usize)> = Vec::new();
-        let mut cut_start = 0usize;
-        let mut packed_first = 0u64;
-        let mut packed_count = 0usize;
-        let (max_records, max_bytes) = if self.batches.records.is_some() {
-            (MAX_POINTED_BATCH_RECORDS, MAX_POINTED_BATCH_BYTES)
-        } else {
-            (MAX_BATCH_RECORDS, MAX_BATCH_BYTES)
-        };
-        let mut head = start;
-        for event in events {
-            let seq = head.seq.saturating_add(1);
-            let session_seq = match entries.get_mut(&event.session) {
-                Some(e) => e.summary.apply(event, seq),
-                None => {
-                    let known = match state.open.remove(&event.session) {
-                        Some(e) => Some(e),
-                        None => self.load_entry(&event.session)?,
-                    };
-                    let entry = match known {
-                        Some(mut e) => {
-                            e.summary.apply(event, seq);
-                            e
-                        }
-                        None => {
-                            let summary = SessionSummary::start(event, seq);
-                            batch.insert(time_key(summary.opened_at, &summary.id), Vec::new());
-                            SessionEntry {
-                                summary,
-                                tail: Vec::new(),
-                            }
-                        }
-                    };
-                    let n = entry.summary.events;
-                    entries.insert(event.session, entry);
-                    n
-                }
-            };
-            if packed_count == 0 {
-                packed_first = seq;
-            }
-            let next = sled_format::push_record_with(&mut packed, seq, |out| {
-                crate::record::encode_chained(head, session_seq, event, out)
-            })?;
-            packed_count += 1;
-            if packed_count == max_records || packed.len() - cut_start >= max_bytes {
-                cuts.push((packed_first, cut_start, packed.len()));
-                cut_start = packed.len();
-                packed_count = 0;
-            }
-            appended
-                .entry(event.session)
-                .or_insert_with(|| (session_seq, Vec::new()))
-                .1
-                .extend_from_slice(&seq.to_be_bytes());
-            head = next;
-        }
-        if packed_count > 0 {
-            cuts.push((packed_first, cut_start, packed.len()));
-        }
-        self.store_batches(&packed, &cuts, &mut batch)?;
-        if packed.capacity() <= 4 * MAX_POINTED_BATCH_BYTES {
-            state.packed = packed;
-        }
-        for (id, (first_session_seq, seqs)) in appended {
-            let Some(entry) = entries.get_mut(&id) else {
-                continue;
-            };
-            // The tail's records are the session's latest, consecutive in session seq.
-            let tail_first = first_session_seq
-                .saturating_sub((entry.tail.len() / 8) as u64)
-                .max(1);
-            entry.tail.extend_from_slice(&seqs);
-            if entry.tail.len() > TAIL_SEQS * 8 {
-                batch.insert(
-                    session_event_key(&id, tail_first),
-                    std::mem::take(&mut entry.tail),
-                );
+        // The entries in memory move on with every record: a failure from here on leaves
+        // them ahead of the tree, so the store refuses further appends (opening it again
+        // rebuilds them from the records).
+        match self.append_locked(&mut state, events) {
+            Ok(appended) => Ok(appended),
+            Err(e) => {
+                state.broken = Some(e.to_string());
+                Err(e)
             }
         }
-        for (id, entry) in &entries {
-            batch.insert(session_key(id), entry.encode()?);
-        }
-        let mut head_value = Vec::with_capacity(40);
-        head_value.extend_from_slice(&head.seq.to_be_bytes());
-        head_value.extend_from_slice(&head.hash.0);
-        batch.insert(K_HEAD, head_value);
-        self.commit(batch)?;
-        state.head = head;
-        if state.open.len().saturating_add(entries.len()) > OPEN_SUMMARIES {
-            state.open.clear();
-        }
-        for (id, entry) in entries {
-            if entry.summary.outcome == SessionOutcome::Open {
-                state.open.insert(id, entry);
-            }
-        }
-        Ok(Appended {
-            first_seq,
-            count: head.seq.saturating_sub(start.seq),
-            head,
-        })
     }
 
     fn sync(&self) -> Result<()> {
@@ -658,10 +858,12 @@ impl EventStore for SledStore {
     }
 
     fn session(&self, id: SessionId) -> Result<Option<SessionSummary>> {
+        self.index_now()?;
         self.load_summary(&id)
     }
 
     fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>> {
+        self.index_now()?;
         let lower = time_prefix(filter.since.unwrap_or(Timestamp(i64::MIN)));
         let upper = match filter.until {
             Some(u) => time_prefix(u),
@@ -698,13 +900,15 @@ impl EventStore for SledStore {
     }
 
     fn session_events(&self, id: SessionId) -> Result<RecordIter<'_>> {
+        self.index_now()?;
         let mut prefix = Vec::with_capacity(17);
         prefix.push(P_SESSION_EVENT);
         prefix.extend_from_slice(id.as_bytes());
         let mut reader = self.reader();
         // The session's `x` entries come first, in session order, then the tail kept in
         // its summary value (all of a short session's seqs); seqs at or below the base
-        // were pruned (pruning leaves tails as they are).
+        // were pruned (pruning leaves tails as they are, and a tail that outgrows its
+        // limit later moves into an `x` entry whole).
         let pruned_through = self.base()?.map_or(0, |b| b.seq);
         let value = self.tree.get(session_key(&id))?;
         let inline = value
@@ -726,7 +930,7 @@ impl EventStore for SledStore {
         let indexed = self
             .tree
             .scan_prefix(prefix)
-            .flat_map(|item| -> Vec<Result<u64>> {
+            .flat_map(move |item| -> Vec<Result<u64>> {
                 let v = match item {
                     Ok((_, v)) => v,
                     Err(e) => return vec![Err(e.into())],
@@ -738,7 +942,9 @@ impl EventStore for SledStore {
                     })];
                 }
                 v.chunks_exact(8)
-                    .filter_map(|c| split_u64(c).map(|(s, _)| Ok(s)))
+                    .filter_map(|c| split_u64(c).map(|(s, _)| s))
+                    .filter(|s| *s > pruned_through)
+                    .map(Ok)
                     .collect()
             });
         let iter = indexed.chain(inline).map(move |seq| {
@@ -820,6 +1026,8 @@ impl EventStore for SledStore {
         if tombstone.seq <= old_base {
             return Ok(PruneStats::default());
         }
+        // The index covers the head from here on: what is pruned below is behind it.
+        self.index_now()?;
         // 1. The tombstone becomes the base: from here on verification starts at it,
         //    whether or not the deletions below complete.
         let v = serde_json::to_vec(tombstone).map_err(|e| RecordingError::Encode(e.to_string()))?;
@@ -1017,6 +1225,98 @@ mod tests {
         store.batches.records.as_deref().unwrap()
     }
 
+    /// A command event of `session` (the index only looks at the session and kind).
+    fn command(session: SessionId, seq: u64) -> Event {
+        Event {
+            session,
+            at: Timestamp(seq as i64),
+            kind: EventKind::Command {
+                seq,
+                command: portcullis_core::Command::Sql {
+                    text: "SELECT 1".into(),
+                    via: portcullis_core::SqlVia::Simple,
+                },
+                decision: portcullis_core::Decision::allow("r", "ok"),
+                result: None,
+            },
+        }
+    }
+
+    /// Every session's summary and record seqs, as the store's readers see them.
+    fn index_view(store: &SledStore) -> Vec<(SessionSummary, Vec<u64>)> {
+        let filter = SessionFilter {
+            limit: usize::MAX,
+            ..SessionFilter::default()
+        };
+        store
+            .list_sessions(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let seqs = store
+                    .session_events(s.id)
+                    .unwrap()
+                    .map(|r| r.unwrap().seq)
+                    .collect();
+                (s, seqs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readers_see_every_appended_record_before_the_index_is_due() {
+        let store = SledStore::temporary().unwrap();
+        let id = SessionId::new();
+        store.append(&[command(id, 1)]).unwrap();
+        assert!(store.state.lock().unwrap().indexed < 1, "not written yet");
+        let summary = store.session(id).unwrap().unwrap();
+        assert_eq!((summary.events, summary.commands), (1, 1));
+        assert_eq!(store.state.lock().unwrap().indexed, 1);
+        store.append(&[command(id, 2), command(id, 3)]).unwrap();
+        assert_eq!(index_view(&store)[0].1, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn opening_rebuilds_an_index_that_lags_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let long = SessionId::new();
+        let before = {
+            let store = SledStore::open(&path).unwrap();
+            // A long session (two `x` runs and a tail) between short closed ones.
+            for round in 0..3u64 {
+                let mut events: Vec<Event> =
+                    (1..=100).map(|i| command(long, round * 100 + i)).collect();
+                events.extend(closed_events(5));
+                store.append(&events).unwrap();
+            }
+            let before = index_view(&store);
+            assert_eq!(before.len(), 16);
+            let (summary, seqs) = before.iter().find(|(s, _)| s.id == long).unwrap();
+            assert_eq!((summary.events, seqs.len()), (300, 300));
+            // What a crash right after the appends leaves: records, no index for them.
+            let mut ops = Ops::default();
+            for prefix in [P_SESSION, P_SESSION_EVENT, P_TIME] {
+                for item in store.tree.scan_prefix([prefix]) {
+                    ops.remove(item.unwrap().0.to_vec());
+                }
+            }
+            ops.insert(K_INDEXED, 0u64.to_be_bytes().to_vec());
+            store.commit(ops).unwrap();
+            store.state.lock().unwrap().sessions.clear();
+            assert!(store.tree.scan_prefix([P_SESSION]).next().is_none());
+            before
+        };
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(store.state.lock().unwrap().indexed, 315);
+        assert_eq!(index_view(&store), before);
+        // Appending goes on with the session seqs where they were.
+        store.append(&[command(long, 301)]).unwrap();
+        let last = store.session_events(long).unwrap().last().unwrap().unwrap();
+        assert_eq!((last.seq, last.session_seq), (316, 301));
+        assert!(verify_store(&store, &VerifyOptions::default()).unwrap().is_intact());
+    }
+
     #[test]
     fn records_live_in_record_files_and_pruning_deletes_emptied_ones() {
         let dir = tempfile::tempdir().unwrap();
@@ -1064,6 +1364,32 @@ mod tests {
         assert!(report.fault.is_none(), "{:?}", report.fault);
         assert_eq!(store.get(28).unwrap().unwrap().seq, 28);
         assert_eq!(store.append(&closed_events(1)).unwrap().first_seq, 31);
+    }
+
+    #[test]
+    fn a_tail_that_moves_into_an_x_entry_after_pruning_names_no_pruned_record() {
+        let store = SledStore::temporary().unwrap();
+        let long = SessionId::new();
+        let events: Vec<Event> = (1..=100).map(|i| command(long, i)).collect();
+        store.append(&events).unwrap();
+        let key = SigningKey::generate().unwrap();
+        let policy = RetentionPolicy {
+            max_age: None,
+            max_records: Some(50),
+        };
+        let out = crate::prune(&store, &key, &policy, Timestamp::now()).unwrap();
+        assert_eq!(out.through_seq, 50);
+        // The tail (seqs 1..=100, half of them pruned) outgrows its limit and moves into
+        // an `x` entry whole.
+        let events: Vec<Event> = (101..=200).map(|i| command(long, i)).collect();
+        store.append(&events).unwrap();
+        let seqs: Vec<u64> = store
+            .session_events(long)
+            .unwrap()
+            .map(|r| r.unwrap().seq)
+            .collect();
+        assert_eq!(seqs, (51..=200).collect::<Vec<_>>());
+        assert!(store.tree.scan_prefix([P_SESSION_EVENT]).next().is_some());
     }
 
     #[test]
