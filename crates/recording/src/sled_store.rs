@@ -38,7 +38,8 @@
 //! record), before pruning, and when the store is dropped. Each append still journals
 //! its records and the chain head, so a crash loses no record; opening the store reads
 //! the records after `m indexed` again and brings the index up to the head before
-//! anything else happens. Writing a session's summary once per append was most of the
+//! anything else happens (a store where that fails opens for reading and `verify`, and
+//! refuses appends). Writing a session's summary once per append was most of the
 //! tree's work under many concurrent sessions.
 
 use std::borrow::Cow;
@@ -501,12 +502,18 @@ impl SledStore {
                 seq: None,
                 reason: "session index marker missing or malformed".into(),
             })?;
-        if indexed > head.seq {
-            return Err(RecordingError::Corrupt {
-                seq: Some(indexed),
-                reason: format!("session index says seq {indexed}, chain head is {}", head.seq),
-            });
-        }
+        let indexed = if indexed > head.seq {
+            // Records the index covered are gone (a truncated store): it opens all the
+            // same, so that `verify` can name what is missing.
+            tracing::warn!(
+                indexed,
+                head = head.seq,
+                "session index covers records past the chain head; verify the store"
+            );
+            head.seq
+        } else {
+            indexed
+        };
         let store = Self {
             flusher: None,
             journal: None,
@@ -530,6 +537,27 @@ impl SledStore {
             return Ok(());
         }
         let from = state.indexed.saturating_add(1);
+        match self.index_records_from(&mut state, from) {
+            Ok(count) => {
+                tracing::info!(
+                    records = count,
+                    from_seq = from,
+                    "session index brought up to date"
+                );
+                self.write_index(&mut state)
+            }
+            Err(e) => {
+                // The store still opens, so that `verify` can name what is wrong; it
+                // refuses appends, and readers see the index as the tree has it.
+                tracing::error!(error = %e, "session index could not be brought up to date; verify the store");
+                state.broken = Some(format!("session index could not be rebuilt: {e}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds the records from seq `from` to the head to their sessions' entries.
+    fn index_records_from(&self, state: &mut WriteState, from: u64) -> Result<u64> {
         let mut count = 0u64;
         for record in self.scan(from, usize::MAX)? {
             let record = record?;
@@ -545,18 +573,17 @@ impl SledStore {
             }
             count = count.saturating_add(1);
         }
-        tracing::info!(
-            records = count,
-            from_seq = from,
-            "session index brought up to date"
-        );
-        self.write_index(&mut state)
+        Ok(count)
     }
 
     /// Writes the session index if records were appended since it was last written:
-    /// what reads the index calls this first, so that it sees every appended record.
+    /// what reads the index calls this first, so that it sees every appended record. A
+    /// store that refuses writes is read as its tree is.
     fn index_now(&self) -> Result<()> {
         let mut state = self.lock_state()?;
+        if state.broken.is_some() {
+            return Ok(());
+        }
         self.write_index(&mut state)
     }
 
@@ -1314,7 +1341,11 @@ mod tests {
         store.append(&[command(long, 301)]).unwrap();
         let last = store.session_events(long).unwrap().last().unwrap().unwrap();
         assert_eq!((last.seq, last.session_seq), (316, 301));
-        assert!(verify_store(&store, &VerifyOptions::default()).unwrap().is_intact());
+        assert!(
+            verify_store(&store, &VerifyOptions::default())
+                .unwrap()
+                .is_intact()
+        );
     }
 
     #[test]
@@ -1364,6 +1395,28 @@ mod tests {
         assert!(report.fault.is_none(), "{:?}", report.fault);
         assert_eq!(store.get(28).unwrap().unwrap().seq, 28);
         assert_eq!(store.append(&closed_events(1)).unwrap().first_seq, 31);
+    }
+
+    #[test]
+    fn an_index_that_disagrees_with_the_records_opens_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let id = SessionId::new();
+        {
+            let store = SledStore::open(&path).unwrap();
+            store.append(&[command(id, 1), command(id, 2)]).unwrap();
+            assert_eq!(store.session(id).unwrap().unwrap().events, 2);
+            // The marker says the index covers nothing while the entries count both
+            // records: catching up would count them twice.
+            let mut ops = Ops::default();
+            ops.insert(K_INDEXED, 0u64.to_be_bytes().to_vec());
+            store.commit(ops).unwrap();
+        }
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(store.session(id).unwrap().unwrap().events, 2);
+        assert_eq!(store.scan(1, 10).unwrap().count(), 2);
+        let err = store.append(&[command(id, 3)]).unwrap_err().to_string();
+        assert!(err.contains("could not be rebuilt"), "{err}");
     }
 
     #[test]
