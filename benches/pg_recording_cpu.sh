@@ -6,15 +6,16 @@
 # (`command`, `command_result`), stored as one or two records: batched recording folds a
 # result into its command's record when both reach the writer in the same write.
 #   SECS=24 WIN=12 RUNS=2 benches/pg_recording_cpu.sh
-# PORTCULLIS_BIN=DIR/portcullis measures another build (pg_compare runs it; the file must be
-# named portcullis, which is how the gateway process is found).
+# PORTCULLIS_BIN=PATH measures another build (pg_compare runs it). benches/pg_recording_share.sh
+# compares the same counters with the unrecorded gateway's, per transaction.
 # Needs what benches/pg_compare.sh needs (pgbench, PostgreSQL server binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SECS=${SECS:-24}
 WIN=${WIN:-12}
 RUNS=${RUNS:-2}
-cargo build --release -q -p portcullis --bin portcullis --example pg_compare
+build_recorded
 tick=$(getconf CLK_TCK)
 snap() { # writer sled-io journal whole-process, in clock ticks
   local pid=$1 w=0 s=0 j=0 all=0 c v
@@ -31,8 +32,7 @@ for run in $(seq "$RUNS"); do
     target/release/examples/pg_compare >"$log" 2>&1 &
   bench=$!
   sleep $(( (SECS - WIN) / 2 ))
-  pid=$(pgrep -n -f "portcullis serve --config .*/bench.toml") ||
-    { echo "no gateway process found (is the binary named portcullis?)" >&2; exit 1; }
+  pid=$(gateway_pid "${PORTCULLIS_BIN:-}")
   a=$(snap "$pid"); sleep "$WIN"; b=$(snap "$pid")
   wait "$bench"
   tps=$(grep -o '[0-9]* tps' "$log" | awk '{print $1}')

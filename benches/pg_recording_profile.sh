@@ -5,22 +5,21 @@
 # (portcullis-jour*) with `perf record --call-graph dwarf`, then prints the inclusive shares
 # of the functions above PCT percent.
 #   SECS=20 WIN=6 PCT=2.5 benches/pg_recording_profile.sh [OUT.data]
-# PORTCULLIS_BIN=DIR/portcullis profiles another build (the file must be named portcullis,
-# which is how the gateway process is found). Needs perf and what benches/pg_compare.sh needs.
+# PORTCULLIS_BIN=PATH profiles another build. Needs perf and what benches/pg_compare.sh needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 SECS=${SECS:-20}
 WIN=${WIN:-6}
 PCT=${PCT:-2.5}
 out=${1:-$(mktemp --suffix=.data)}
-cargo build --release -q -p portcullis --bin portcullis --example pg_compare
+build_recorded
 log=$(mktemp)
 BENCH_PATHS=portcullis BENCH_SCENARIOS=2 BENCH_SECONDS="$SECS" BENCH_ROUNDS=1 \
   target/release/examples/pg_compare >"$log" 2>&1 &
 bench=$!
 sleep $(( (SECS - WIN) / 2 ))
-pid=$(pgrep -n -f "portcullis serve --config .*/bench.toml") ||
-  { echo "no gateway process found (is the binary named portcullis?)" >&2; exit 1; }
+pid=$(gateway_pid "${PORTCULLIS_BIN:-}")
 tids=()
 for t in /proc/"$pid"/task/*; do
   case $(cat "$t/comm") in portcullis-reco*|sled-io*|portcullis-jour*) tids+=("$(basename "$t")") ;; esac

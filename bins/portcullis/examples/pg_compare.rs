@@ -10,7 +10,8 @@
 //! `idle` adds a third gateway, recorded with `writer_priority = "idle"`, as path `idle`;
 //! `PORTCULLIS_BIN` runs another gateway binary than `target/release/portcullis`;
 //! naming `alt` adds a recorded gateway run from `PORTCULLIS_ALT_BIN` (default: this build)
-//! with `BENCH_ALT_RECORDING`'s `[recording]` lines, as path `alt`, for A/B series. Extra
+//! with `BENCH_ALT_RECORDING`'s `[recording]` lines, as path `alt`, for A/B series, its store
+//! under `BENCH_ALT_DIR` when set (say a tmpfs, to see what the disk writes cost). Extra
 //! lines that set `writer_priority` replace the default one.
 //! The gateway serves two
 //! targets on the same database: `bench` (recording and policy) and `bench_masked` (the
@@ -247,8 +248,13 @@ fn main() {
     // A fourth gateway, recorded, when BENCH_PATHS names `alt`: PORTCULLIS_ALT_BIN (another
     // build, say the commit before a change) or this one, with BENCH_ALT_RECORDING's
     // `[recording]` lines instead of BENCH_RECORDING's: an A/B inside one run.
+    // BENCH_ALT_DIR puts its store on another file system (say a tmpfs, to see what the
+    // disk writes cost).
     let wants_alt = only("BENCH_PATHS").is_some_and(|p| p.iter().any(|p| p == "alt"));
-    let alt_dir = tempfile::tempdir().unwrap();
+    let alt_dir = match std::env::var_os("BENCH_ALT_DIR") {
+        Some(parent) => tempfile::tempdir_in(parent).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let alt = wants_alt.then(|| {
         let alt_extra = std::env::var("BENCH_ALT_RECORDING").unwrap_or_default();
         let bin = std::env::var_os("PORTCULLIS_ALT_BIN")
