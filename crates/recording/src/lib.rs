@@ -73,6 +73,8 @@ mod recorder;
 pub mod sled_format;
 mod sled_store;
 mod store;
+#[cfg(test)]
+mod test_events;
 mod verify;
 
 // Evidence: signed checkpoints, verification, bundles, OCSF, reports, retention.

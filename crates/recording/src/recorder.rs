@@ -907,23 +907,8 @@ fn sign_unsigned_tail(store: &dyn EventStore, key: &SigningKey, chain: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_core::{Command, Completion, Decision, SqlVia, Timestamp};
-
-    fn command(session: SessionId, seq: u64) -> Event {
-        Event {
-            session,
-            at: Timestamp(seq as i64),
-            kind: EventKind::Command {
-                seq,
-                command: Command::Sql {
-                    text: "SELECT 1".into(),
-                    via: SqlVia::Simple,
-                },
-                decision: Decision::allow("r", "ok"),
-                result: None,
-            },
-        }
-    }
+    use crate::test_events::command;
+    use portcullis_core::{Completion, Timestamp};
 
     fn result(session: SessionId, seq: u64) -> Event {
         Event {

@@ -1232,6 +1232,7 @@ mod tests {
     use portcullis_core::EventKind;
 
     use super::*;
+    use crate::test_events::command;
     use crate::{RetentionPolicy, SigningKey, VerifyOptions, verify_store};
 
     fn closed_events(n: u64) -> Vec<Event> {
@@ -1253,22 +1254,6 @@ mod tests {
     }
 
     /// A command event of `session` (the index only looks at the session and kind).
-    fn command(session: SessionId, seq: u64) -> Event {
-        Event {
-            session,
-            at: Timestamp(seq as i64),
-            kind: EventKind::Command {
-                seq,
-                command: portcullis_core::Command::Sql {
-                    text: "SELECT 1".into(),
-                    via: portcullis_core::SqlVia::Simple,
-                },
-                decision: portcullis_core::Decision::allow("r", "ok"),
-                result: None,
-            },
-        }
-    }
-
     /// Every session's summary and record seqs, as the store's readers see them.
     fn index_view(store: &SledStore) -> Vec<(SessionSummary, Vec<u64>)> {
         let filter = SessionFilter {
