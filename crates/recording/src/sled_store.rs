@@ -1253,7 +1253,6 @@ mod tests {
         store.batches.records.as_deref().unwrap()
     }
 
-    /// A command event of `session` (the index only looks at the session and kind).
     /// Every session's summary and record seqs, as the store's readers see them.
     fn index_view(store: &SledStore) -> Vec<(SessionSummary, Vec<u64>)> {
         let filter = SessionFilter {
